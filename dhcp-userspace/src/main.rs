@@ -1,0 +1,4 @@
+//! The `twinlease` binary.
+fn main() -> std::process::ExitCode {
+    twinlease::cli::main()
+}

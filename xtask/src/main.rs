@@ -1,0 +1,2 @@
+//! Chores: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench-*`.
+fn main() {}
