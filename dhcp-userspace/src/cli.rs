@@ -1,2 +1,196 @@
-//! (being written)
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `twinlease` command line: `run`, `check-config`, `leases`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+use crate::dispatch::Server;
+use crate::lease::Lease4;
+use crate::pool::FreeMap;
+use crate::store;
+use crate::wal::{Durability, WalOptions};
+
+/// twinlease: DHCPv4 server with a durable sharded lease store.
+#[derive(Debug, Parser)]
+#[command(name = "twinlease", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server in the foreground until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and report every mistake (file: field: reason).
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Print the lease store of a (stopped) server as JSON lines.
+    Leases {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only leases in this state (active, released, expired, abandoned…).
+        #[arg(long)]
+        state: Option<String>,
+    },
+}
+
+/// Entry point of the binary.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Leases { data_dir, state } => leases(&data_dir, state.as_deref()),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TWINLEASE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} subnet(s), {} pool(s), {} reservation(s))",
+                file.display(),
+                c.subnet4.len(),
+                c.subnet4.iter().map(|s| s.pool.len()).sum::<usize>(),
+                c.subnet4.iter().map(|s| s.reservation.len()).sum::<usize>()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Block the signals the main thread waits for, so every thread spawned after inherits the
+/// mask and only `sigwait` sees them.
+fn block_signals() -> libc::sigset_t {
+    // Safety: sigset_t is plain data; the sig* calls only write into it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&raw mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    init_logging();
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let set = block_signals();
+    let server = match Server::start(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("twinlease: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        listen = ?server.listening,
+        workers = cfg.workers(),
+        durability = ?cfg.server.durability,
+        "twinlease serving"
+    );
+    loop {
+        let mut sig: libc::c_int = 0;
+        // Safety: set is a valid signal set, sig a valid out-pointer.
+        let rc = unsafe { libc::sigwait(&raw const set, &raw mut sig) };
+        if rc != 0 {
+            continue;
+        }
+        if sig == libc::SIGHUP {
+            tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+            continue;
+        }
+        tracing::info!(signal = sig, "stopping");
+        break;
+    }
+    let stats = std::sync::Arc::clone(&server.stats);
+    server.shutdown();
+    tracing::info!(
+        received = stats.received.load(std::sync::atomic::Ordering::Relaxed),
+        sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+        send_failed = stats.send_failed.load(std::sync::atomic::Ordering::Relaxed),
+        ring_full = stats.ring_full.load(std::sync::atomic::Ordering::Relaxed),
+        commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        outcomes = ?stats.outcomes(),
+        "stopped"
+    );
+    ExitCode::SUCCESS
+}
+
+/// JSON object of one lease, as `twinlease leases` prints it.
+#[must_use]
+pub fn lease_json(l: &Lease4) -> serde_json::Value {
+    let m = l.chaddr;
+    serde_json::json!({
+        "addr": l.addr.to_string(),
+        "state": l.state.name(),
+        "client": l.client.to_string(),
+        "chaddr": format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
+        "subnet_id": l.subnet_id,
+        "expires": l.expires,
+        "cltt": l.cltt,
+    })
+}
+
+fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
+    let shards = store::existing_shards(data_dir);
+    if shards == 0 {
+        eprintln!("twinlease: {}: no lease store here (no shard-* directories)", data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let Ok(free) = FreeMap::new(&[], shards, &|_| false) else {
+        return ExitCode::FAILURE;
+    };
+    // Opening replays the logs exactly as the server would at start (it takes the writer
+    // lock, so the server must be stopped).
+    let opts = WalOptions { segment_size: crate::wal::DEFAULT_SEGMENT_SIZE, durability: Durability::None };
+    let stores = match store::open(data_dir, shards, opts, &free, &|_| false) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            eprintln!("twinlease: {}: {e}", data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut all: Vec<Lease4> = stores.iter().flat_map(|s| s.shard.iter()).collect();
+    all.sort_by_key(|l| u32::from(l.addr));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for l in all.iter().filter(|l| state.is_none_or(|s| s == l.state.name())) {
+        use std::io::Write as _;
+        if writeln!(out, "{}", lease_json(l)).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,6 @@
-//! (being written)
+//! I/O paths: they move bytes between the network and the workers and decide nothing.
+//!
+//! - [`socket`]: UDP sockets with batched system calls (the fallback for hosts without XDP,
+//!   and the path tests use).
+
+pub mod socket;

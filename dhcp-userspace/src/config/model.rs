@@ -1,0 +1,428 @@
+//! The validated configuration model: the types the server is written against.
+//!
+//! Every value here has passed [`super::parse`]'s checks; the fields are public so tests and
+//! the server can also build a configuration in code (start from [`Server::default`] and
+//! [`Subnet4::new`]).
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A whole twinlease configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Process-wide settings (`[server]`).
+    pub server: Server,
+    /// `DHCPv4` subnets (`[[subnet4]]`), in file order.
+    pub subnet4: Vec<Subnet4>,
+}
+
+impl Config {
+    /// Number of worker threads to run: `server.workers`, or one per available core when it
+    /// is 0 (1 if the core count cannot be determined).
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        if self.server.workers == 0 {
+            std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+        } else {
+            self.server.workers
+        }
+    }
+
+    /// The subnet with this id, if any.
+    #[must_use]
+    pub fn subnet4_by_id(&self, id: u32) -> Option<&Subnet4> {
+        self.subnet4.iter().find(|s| s.id == id)
+    }
+}
+
+/// When lease records are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `"fsync"`: every batch is `fdatasync`ed before its ACKs are sent (draft-ietf-dhc-failover
+    /// §3.1.3: stable storage before the ACK). The default.
+    #[default]
+    Fsync,
+    /// `"none"`: never sync; a crash may forget granted leases. For labs and benchmarks only.
+    None,
+}
+
+/// How packets move between the NIC and the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// `"socket"`: ordinary UDP/raw sockets through the kernel's stack. The default, and for
+    /// now the only mode the configuration accepts (`"xdp"` is refused until the `AF_XDP` path
+    /// lands).
+    #[default]
+    Socket,
+}
+
+/// Process-wide settings: the `[server]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Where the WAL segments and snapshots live. Default `/var/lib/twinlease`.
+    pub data_dir: PathBuf,
+    /// Worker threads; 0 means one per core (see [`Config::workers`]). Default 0, at most 1024.
+    pub workers: usize,
+    /// Durability of lease records. Default [`Durability::Fsync`].
+    pub durability: Durability,
+    /// Packet I/O path. Default [`IoMode::Socket`].
+    pub io: IoMode,
+    /// Addresses to listen on. Default `["0.0.0.0:67"]`; never empty.
+    pub listen: Vec<SocketAddrV4>,
+    /// Interfaces on which directly attached clients (giaddr 0) are served. May be empty for a
+    /// relay-only server. Default empty.
+    pub interfaces: Vec<String>,
+    /// The server identifier, option 54 (RFC 2132 §9.7). `None` (the default): the address of
+    /// the interface the request arrived on.
+    pub server_id: Option<Ipv4Addr>,
+    /// How long an offered address stays reserved for the client, in seconds. Default 30.
+    pub offer_hold_secs: u32,
+    /// How long a declined (`DHCPDECLINE`) address is quarantined, in seconds (RFC 2131 §4.3.3). Default 86400.
+    pub decline_probation_secs: u32,
+    /// Most requests one worker handles per group commit. Default 64, range 1..=4096.
+    pub batch_size: usize,
+    /// Capacity of each dispatcher→worker ring. Default 4096, at least `batch_size`.
+    pub ring_capacity: usize,
+    /// Size of one WAL segment, in MiB. Default 64.
+    pub wal_segment_mib: u32,
+    /// UDP port replies to directly attached clients go to. Default 68 (RFC 2131 §4.1).
+    pub reply_port: u16,
+    /// UDP port replies to relay agents go to. Default 67 (RFC 2131 §4.1).
+    pub relay_port: u16,
+}
+
+impl Server {
+    /// Default `data-dir`.
+    pub const DEFAULT_DATA_DIR: &'static str = "/var/lib/twinlease";
+    /// Default `listen` address.
+    pub const DEFAULT_LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
+    /// Default `offer-hold-secs`.
+    pub const DEFAULT_OFFER_HOLD_SECS: u32 = 30;
+    /// Default `decline-probation-secs`.
+    pub const DEFAULT_DECLINE_PROBATION_SECS: u32 = 86_400;
+    /// Default `batch-size`.
+    pub const DEFAULT_BATCH_SIZE: usize = 64;
+    /// Default `ring-capacity`.
+    pub const DEFAULT_RING_CAPACITY: usize = 4096;
+    /// Default `wal-segment-mib`.
+    pub const DEFAULT_WAL_SEGMENT_MIB: u32 = 64;
+    /// Default `reply-port` (the DHCP client port, RFC 2131 §4.1).
+    pub const DEFAULT_REPLY_PORT: u16 = 68;
+    /// Default `relay-port` (the DHCP server port, RFC 2131 §4.1).
+    pub const DEFAULT_RELAY_PORT: u16 = 67;
+    /// Largest accepted `workers`.
+    pub const MAX_WORKERS: usize = 1024;
+    /// Largest accepted `batch-size`.
+    pub const MAX_BATCH_SIZE: usize = 4096;
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
+            workers: 0,
+            durability: Durability::default(),
+            io: IoMode::default(),
+            listen: vec![Self::DEFAULT_LISTEN],
+            interfaces: Vec::new(),
+            server_id: None,
+            offer_hold_secs: Self::DEFAULT_OFFER_HOLD_SECS,
+            decline_probation_secs: Self::DEFAULT_DECLINE_PROBATION_SECS,
+            batch_size: Self::DEFAULT_BATCH_SIZE,
+            ring_capacity: Self::DEFAULT_RING_CAPACITY,
+            wal_segment_mib: Self::DEFAULT_WAL_SEGMENT_MIB,
+            reply_port: Self::DEFAULT_REPLY_PORT,
+            relay_port: Self::DEFAULT_RELAY_PORT,
+        }
+    }
+}
+
+/// An IPv4 prefix, written `"10.0.0.0/24"`.
+///
+/// A configured subnet always has `addr` equal to its network address and `prefix_len <= 32`;
+/// the methods treat a `prefix_len` above 32 as 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    /// The address as written (the network address, once validated).
+    pub addr: Ipv4Addr,
+    /// Prefix length in bits, 0..=32.
+    pub prefix_len: u8,
+}
+
+impl Ipv4Net {
+    /// A prefix from an address and a length; `None` if `prefix_len > 32`.
+    #[must_use]
+    pub const fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        if prefix_len > 32 {
+            None
+        } else {
+            Some(Self { addr, prefix_len })
+        }
+    }
+
+    /// The netmask as a `u32` (option 1's value, RFC 2132 §3.3).
+    #[must_use]
+    pub const fn mask_u32(&self) -> u32 {
+        match self.prefix_len {
+            0 => 0,
+            n if n >= 32 => u32::MAX,
+            n => u32::MAX << (32 - n),
+        }
+    }
+
+    /// The netmask, e.g. 255.255.255.0 for a /24.
+    #[must_use]
+    pub const fn mask(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.mask_u32())
+    }
+
+    /// The network address (host bits cleared).
+    #[must_use]
+    pub const fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.addr.to_bits() & self.mask_u32())
+    }
+
+    /// The directed broadcast address (host bits set). For a /32 this is the address itself.
+    #[must_use]
+    pub const fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.addr.to_bits() | !self.mask_u32())
+    }
+
+    /// Whether `ip` lies inside this prefix.
+    #[must_use]
+    pub const fn contains(&self, ip: Ipv4Addr) -> bool {
+        ip.to_bits() & self.mask_u32() == self.network().to_bits()
+    }
+
+    /// Whether the two prefixes share any address.
+    #[must_use]
+    pub const fn overlaps(&self, other: &Self) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
+    /// Whether the prefix has a distinct network and broadcast address that must not be given
+    /// to hosts: true up to /30; /31 (RFC 3021 §2) and /32 have none.
+    #[must_use]
+    pub const fn has_network_and_broadcast(&self) -> bool {
+        self.prefix_len <= 30
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Why a string is not an [`Ipv4Net`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ipv4NetError {
+    /// No `/` separating address and prefix length.
+    #[error("`{0}` is not a prefix: expected ADDRESS/LENGTH such as 10.0.0.0/24")]
+    MissingSlash(String),
+    /// The address part is not a dotted-quad IPv4 address.
+    #[error("`{0}` is not an IPv4 address")]
+    BadAddress(String),
+    /// The length part is not a number.
+    #[error("`{0}` is not a prefix length")]
+    BadLength(String),
+    /// The length is above 32.
+    #[error("prefix length {0} is larger than 32")]
+    LengthTooLarge(u32),
+}
+
+impl FromStr for Ipv4Net {
+    type Err = Ipv4NetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| Ipv4NetError::MissingSlash(s.to_owned()))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| Ipv4NetError::BadAddress(addr.to_owned()))?;
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Ipv4NetError::BadLength(len.to_owned()));
+        }
+        let len: u32 = len
+            .parse()
+            .map_err(|_| Ipv4NetError::BadLength(len.to_owned()))?;
+        let prefix_len = u8::try_from(len)
+            .ok()
+            .filter(|&l| l <= 32)
+            .ok_or(Ipv4NetError::LengthTooLarge(len))?;
+        Ok(Self { addr, prefix_len })
+    }
+}
+
+/// A `DHCPv4` subnet: the `[[subnet4]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet4 {
+    /// Stable identifier, unique and > 0; lease records refer to it.
+    pub id: u32,
+    /// The prefix; `subnet.addr` is the network address.
+    pub subnet: Ipv4Net,
+    /// Directly attached clients arriving on this interface (giaddr 0) use this subnet.
+    pub interface: Option<String>,
+    /// Relay agent addresses (giaddr, RFC 2131 §4.3.1) that select this subnet, besides any
+    /// giaddr inside the subnet itself.
+    pub relay_addresses: Vec<Ipv4Addr>,
+    /// Dynamic address ranges.
+    pub pool: Vec<Pool4>,
+    /// Option 3, routers (RFC 2132 §3.5), in order of preference.
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 6, domain name servers (RFC 2132 §3.8).
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 15, domain name (RFC 2132 §3.17).
+    pub domain_name: Option<String>,
+    /// Option 28, broadcast address (RFC 2132 §5.3); `None` means the subnet's computed
+    /// broadcast address (see [`Subnet4::broadcast_address`]).
+    pub broadcast_address: Option<Ipv4Addr>,
+    /// Lease time given when the client asks for none, in seconds (option 51). Default 3600.
+    pub lease_time: u32,
+    /// T1, option 58 (RFC 2132 §9.11). `None`: half the lease (RFC 2131 §4.4.5).
+    pub renew_time: Option<u32>,
+    /// T2, option 59 (RFC 2132 §9.12). `None`: 7/8 of the lease (RFC 2131 §4.4.5).
+    pub rebind_time: Option<u32>,
+    /// Lower bound a client's requested lease time (option 51) is clamped to.
+    pub min_lease_time: Option<u32>,
+    /// Upper bound a client's requested lease time (option 51) is clamped to.
+    pub max_lease_time: Option<u32>,
+    /// Answer a DHCPDISCOVER carrying Rapid Commit (option 80) with a committed DHCPACK
+    /// (RFC 4039 §4). Default off.
+    pub rapid_commit: bool,
+    /// Fixed address assignments.
+    pub reservation: Vec<Reservation4>,
+    /// Further options sent to clients of this subnet, already encoded.
+    pub option: Vec<RawOption>,
+}
+
+impl Subnet4 {
+    /// Default `lease-time`.
+    pub const DEFAULT_LEASE_TIME: u32 = 3600;
+
+    /// A subnet with this id and prefix and every other field at its default: no interface,
+    /// relays, pools, options or reservations, `lease-time` 3600.
+    #[must_use]
+    pub fn new(id: u32, subnet: Ipv4Net) -> Self {
+        Self {
+            id,
+            subnet,
+            interface: None,
+            relay_addresses: Vec::new(),
+            pool: Vec::new(),
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            domain_name: None,
+            broadcast_address: None,
+            lease_time: Self::DEFAULT_LEASE_TIME,
+            renew_time: None,
+            rebind_time: None,
+            min_lease_time: None,
+            max_lease_time: None,
+            rapid_commit: false,
+            reservation: Vec::new(),
+            option: Vec::new(),
+        }
+    }
+
+    /// The broadcast address to announce: the configured one or the subnet's own.
+    #[must_use]
+    pub fn broadcast_address(&self) -> Ipv4Addr {
+        self.broadcast_address
+            .unwrap_or_else(|| self.subnet.broadcast())
+    }
+
+    /// T1 for the default lease time: `renew-time`, or half of `lease-time`.
+    #[must_use]
+    pub fn renew_time(&self) -> u32 {
+        self.renew_time.unwrap_or(self.lease_time / 2)
+    }
+
+    /// T2 for the default lease time: `rebind-time`, or 7/8 of `lease-time`.
+    #[must_use]
+    pub fn rebind_time(&self) -> u32 {
+        self.rebind_time
+            .unwrap_or_else(|| seven_eighths(self.lease_time))
+    }
+
+    /// The lease time to grant when the client requests `requested` seconds (option 51,
+    /// RFC 2132 §9.2) or nothing: the request clamped into `min-lease-time..=max-lease-time`,
+    /// or `lease-time` without a request.
+    #[must_use]
+    pub fn lease_time_for(&self, requested: Option<u32>) -> u32 {
+        let Some(wanted) = requested else {
+            return self.lease_time;
+        };
+        let low = self.min_lease_time.unwrap_or(self.lease_time);
+        let high = self.max_lease_time.unwrap_or(self.lease_time);
+        wanted.clamp(low.min(high), high)
+    }
+}
+
+/// 7/8 of `secs`, without overflow.
+pub(super) const fn seven_eighths(secs: u32) -> u32 {
+    (secs as u64 * 7 / 8) as u32
+}
+
+/// A dynamic address range, both ends included: `range = "10.0.0.100-10.0.0.200"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool4 {
+    /// First address of the range.
+    pub start: Ipv4Addr,
+    /// Last address of the range (inclusive, `>= start`).
+    pub end: Ipv4Addr,
+}
+
+impl Pool4 {
+    /// Whether `ip` lies in the range.
+    #[must_use]
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.start <= ip && ip <= self.end
+    }
+
+    /// Number of addresses in the range.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        u64::from(self.end.to_bits()).saturating_sub(u64::from(self.start.to_bits())) + 1
+    }
+
+    /// Always false: a validated range holds at least one address.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.end < self.start
+    }
+}
+
+impl fmt::Display for Pool4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+/// A fixed assignment: the `[[subnet4.reservation]]` tables. At least one of `hw_address`
+/// and `client_id` is set; when a client sends a client identifier (option 61) it is matched
+/// first (RFC 2131 §4.2: the client identifier, if present, identifies the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation4 {
+    /// Client hardware address (chaddr, Ethernet), written `"aa:bb:cc:dd:ee:ff"`.
+    pub hw_address: Option<[u8; 6]>,
+    /// Client identifier, option 61 (RFC 2132 §9.14), written in hex `"01:aa:bb:cc:dd:ee:ff"`.
+    pub client_id: Option<Vec<u8>>,
+    /// The reserved address, inside the subnet.
+    pub address: Ipv4Addr,
+    /// Host name to send as option 12 (RFC 2132 §3.14).
+    pub hostname: Option<String>,
+}
+
+/// A custom option, already encoded: the `[[subnet4.option]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOption {
+    /// Option code, 1..=254 and not one the server manages itself.
+    pub code: u8,
+    /// The option's value bytes (without code and length), at most 255 bytes.
+    pub data: Vec<u8>,
+}

@@ -1,0 +1,478 @@
+//! Behaviour tests of the write-ahead log: replay order, rotation, torn tails, corruption,
+//! compaction (alone and concurrent with appends) and a full disk.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::*;
+use crate::lease::{BindingState, ClientKey, Lease4, encoded_is_tombstone};
+
+/// A real encoded lease: `n` picks the address (the key), `version` the expiry.
+fn lease(n: u32, version: u32, free: bool) -> Vec<u8> {
+    let l = Lease4 {
+        addr: Ipv4Addr::from(0x0a00_0000 + n),
+        state: if free {
+            BindingState::Free
+        } else {
+            BindingState::Active
+        },
+        client: ClientKey::from_hw(1, &[2, 0, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8])
+            .unwrap(),
+        chaddr: [2, 0, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8],
+        subnet_id: 1,
+        expires: version,
+        cltt: version,
+        partner_expires: 0,
+        update_pending: false,
+    };
+    let mut buf = vec![0u8; l.encoded_len()];
+    l.encode(&mut buf);
+    buf
+}
+
+fn opts(segment_size: u64) -> WalOptions {
+    WalOptions {
+        segment_size,
+        ..WalOptions::default()
+    }
+}
+
+fn open(dir: &Path, o: WalOptions) -> (Wal, RecoveryReport, Vec<Vec<u8>>) {
+    let mut got = Vec::new();
+    let (wal, report) = Wal::open(dir, 0, o, |p| got.push(p.to_vec())).unwrap();
+    (wal, report, got)
+}
+
+/// Apply records the way the lease store does: newest per key wins, tombstones remove.
+fn state_of<'a>(records: impl IntoIterator<Item = &'a Vec<u8>>) -> HashMap<Vec<u8>, Vec<u8>> {
+    let mut m = HashMap::new();
+    for r in records {
+        let key = r[..KEY_LEN].to_vec();
+        if encoded_is_tombstone(r) {
+            m.remove(&key);
+        } else {
+            m.insert(key, r.clone());
+        }
+    }
+    m
+}
+
+fn seg_path(data: &Path, seq: u64) -> PathBuf {
+    dir::shard_dir(data, 0).join(dir::segment_name(seq))
+}
+
+fn append_all(wal: &mut Wal, recs: &[Vec<u8>], batch: usize) {
+    for chunk in recs.chunks(batch) {
+        for r in chunk {
+            wal.append(r).unwrap();
+        }
+        assert_eq!(wal.pending(), chunk.len());
+        let stats = wal.commit().unwrap();
+        assert_eq!(stats.records, chunk.len());
+        assert!(stats.synced);
+        assert_eq!(wal.pending(), 0);
+    }
+}
+
+#[test]
+fn append_commit_reopen_replays_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..1000).map(|i| lease(i % 300, i, false)).collect();
+    {
+        let (mut wal, report, got) = open(tmp.path(), opts(1 << 20));
+        assert!(got.is_empty());
+        assert_eq!(report.stopped_at, None);
+        append_all(&mut wal, &recs[..600], 16);
+    }
+    {
+        let (mut wal, report, got) = open(tmp.path(), opts(1 << 20));
+        assert_eq!(got, recs[..600]);
+        assert_eq!(report.records, 600);
+        assert_eq!(report.stopped_at, None);
+        append_all(&mut wal, &recs[600..], 7);
+    }
+    let (_wal, _, got) = open(tmp.path(), opts(1 << 20));
+    assert_eq!(got, recs);
+}
+
+#[test]
+fn rotation_across_many_small_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..20_000).map(|i| lease(i, i, false)).collect();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 64);
+        assert!(wal.active_seq() >= 18, "active seq {}", wal.active_seq());
+        assert_eq!(
+            wal.active_seq_handle().load(Ordering::Acquire),
+            wal.active_seq()
+        );
+        assert!(wal.should_compact());
+        // The spare is preallocated ahead of the active segment.
+        assert!(seg_path(tmp.path(), wal.active_seq() + 1).exists());
+    }
+    let (wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert_eq!(got.len(), recs.len());
+    assert_eq!(got, recs);
+    assert_eq!(report.segments as u64, wal.active_seq() + 1);
+}
+
+/// Offsets of the frames of `recs` written from the start of an empty segment.
+fn frame_offsets(recs: &[Vec<u8>]) -> Vec<usize> {
+    let mut off = HEADER_LEN;
+    recs.iter()
+        .map(|r| {
+            let at = off;
+            off += record::framed_len(r.len());
+            at
+        })
+        .collect()
+}
+
+fn patch(path: &Path, offset: usize, bytes: &[u8]) {
+    let mut all = std::fs::read(path).unwrap();
+    all[offset..offset + bytes.len()].copy_from_slice(bytes);
+    std::fs::write(path, all).unwrap();
+}
+
+#[test]
+fn torn_tail_replays_prefix_and_appending_after_reopen_survives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..100).map(|i| lease(i, i, false)).collect();
+    let offs = frame_offsets(&recs);
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(1 << 20));
+        append_all(&mut wal, &recs, 10);
+    }
+    // Zero the second half of the last record's payload: a write torn mid-record.
+    let last = offs[99];
+    patch(&seg_path(tmp.path(), 0), last + 40, &[0u8; 20]);
+    let more: Vec<Vec<u8>> = (100..105).map(|i| lease(i, i, false)).collect();
+    {
+        let (mut wal, report, got) = open(tmp.path(), opts(1 << 20));
+        assert_eq!(got, recs[..99]);
+        let stop = report.stopped_at.unwrap();
+        assert_eq!(stop.reason, "torn_tail");
+        assert_eq!(stop.offset, last as u64);
+        assert_eq!(stop.file, seg_path(tmp.path(), 0));
+        assert!(!stop.valid_records_after);
+        append_all(&mut wal, &more, 2);
+    }
+    let (_wal, report, got) = open(tmp.path(), opts(1 << 20));
+    assert_eq!(report.stopped_at, None);
+    let expected: Vec<Vec<u8>> = recs[..99].iter().chain(&more).cloned().collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn garbage_after_last_record_is_a_torn_tail_and_is_zeroed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..50).map(|i| lease(i, i, false)).collect();
+    let end = HEADER_LEN
+        + recs
+            .iter()
+            .map(|r| record::framed_len(r.len()))
+            .sum::<usize>();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(1 << 20));
+        append_all(&mut wal, &recs, 50);
+    }
+    // A plausible length word, a wrong crc and junk: an interrupted append.
+    let mut junk = vec![0xa5u8; 300];
+    junk[..4].copy_from_slice(&60u32.to_le_bytes());
+    patch(&seg_path(tmp.path(), 0), end, &junk);
+    {
+        let (mut wal, report, got) = open(tmp.path(), opts(1 << 20));
+        assert_eq!(got, recs);
+        let stop = report.stopped_at.unwrap();
+        assert_eq!((stop.reason, stop.offset), ("torn_tail", end as u64));
+        // The junk is gone from the file, not just skipped.
+        let file = std::fs::read(seg_path(tmp.path(), 0)).unwrap();
+        assert!(file[end..end + 300].iter().all(|&b| b == 0));
+        append_all(&mut wal, &recs[..1], 1);
+    }
+    let (_wal, report, got) = open(tmp.path(), opts(1 << 20));
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got.len(), 51);
+}
+
+#[test]
+fn truncated_last_segment_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..80).map(|i| lease(i, i, false)).collect();
+    let offs = frame_offsets(&recs);
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 80);
+    }
+    let path = seg_path(tmp.path(), 0);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(offs[79] as u64 + 30).unwrap();
+    drop(file);
+    {
+        let (mut wal, report, got) = open(tmp.path(), opts(64 << 10));
+        assert_eq!(got, recs[..79]);
+        let stop = report.stopped_at.unwrap();
+        assert_eq!((stop.reason, stop.offset), ("torn_tail", offs[79] as u64));
+        // The short segment fills up early and rotation moves on.
+        append_all(&mut wal, &recs, 20);
+    }
+    let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got.len(), 79 + 80);
+    assert_eq!(got[79..], recs);
+}
+
+#[test]
+fn corrupt_record_in_the_middle_stops_there_with_crc_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..3000).map(|i| lease(i, i, false)).collect();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 100);
+        assert!(wal.active_seq() >= 2);
+    }
+    let offs = frame_offsets(&recs);
+    let victim = 500;
+    patch(&seg_path(tmp.path(), 0), offs[victim] + 30, &[0xff]);
+    {
+        let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+        assert_eq!(got, recs[..victim]);
+        let stop = report.stopped_at.unwrap();
+        assert_eq!(stop.reason, "crc_mismatch");
+        assert_eq!(stop.file, seg_path(tmp.path(), 0));
+        assert_eq!(stop.offset, offs[victim] as u64);
+        assert!(stop.valid_records_after);
+        // The damaged segment is copied and the later ones kept aside, not destroyed.
+        assert!(stop.preserved.len() >= 2);
+        assert!(stop.preserved.iter().all(|p| p.exists()));
+    }
+    // The discarded data is never replayed again.
+    let (mut wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got, recs[..victim]);
+    append_all(&mut wal, &recs[..3], 3);
+}
+
+#[test]
+fn corrupt_length_word_is_bad_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..100).map(|i| lease(i, i, false)).collect();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(1 << 20));
+        append_all(&mut wal, &recs, 100);
+    }
+    let offs = frame_offsets(&recs);
+    patch(&seg_path(tmp.path(), 0), offs[40], &u32::MAX.to_le_bytes());
+    let (_wal, report, got) = open(tmp.path(), opts(1 << 20));
+    assert_eq!(got, recs[..40]);
+    let stop = report.stopped_at.unwrap();
+    assert_eq!(
+        (stop.reason, stop.offset, stop.valid_records_after),
+        ("bad_length", offs[40] as u64, true)
+    );
+}
+
+/// A workload with overwrites and tombstones over a small key space.
+fn workload(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let key = (i.wrapping_mul(2_654_435_761) >> 7) % 700;
+            lease(key, i, i % 11 == 0)
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_keeps_newest_per_key_and_matches_uncompacted_replay() {
+    let plain = tempfile::tempdir().unwrap();
+    let compacted = tempfile::tempdir().unwrap();
+    let recs = workload(12_000);
+    let model = state_of(&recs);
+    {
+        let (mut wal, _, _) = open(plain.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 32);
+    }
+    {
+        let (mut wal, _, _) = open(compacted.path(), opts(64 << 10));
+        append_all(&mut wal, &recs[..8000], 32);
+        assert!(wal.should_compact());
+        let report = wal.compactor().run().unwrap();
+        assert_eq!(report.covered_below, wal.active_seq());
+        assert!(report.segments_merged >= 4);
+        assert!(report.tombstones_dropped > 0);
+        assert!(report.records_out < report.records_in);
+        assert!(!wal.should_compact());
+        // Only the active segment, its spare and the snapshot remain.
+        let listing = dir::list(wal.dir()).unwrap();
+        assert_eq!(listing.snapshots.len(), 1);
+        assert_eq!(listing.segments.len(), 2);
+        append_all(&mut wal, &recs[8000..], 32);
+        // A second compaction merges the previous snapshot too.
+        let second = wal.compactor().run().unwrap();
+        assert!(second.segments_merged >= 1);
+        assert_eq!(dir::list(wal.dir()).unwrap().snapshots.len(), 1);
+    }
+    let (_w1, r1, plain_got) = open(plain.path(), opts(64 << 10));
+    let (_w2, r2, comp_got) = open(compacted.path(), opts(64 << 10));
+    assert_eq!(r1.snapshot, None);
+    assert!(r2.snapshot.is_some());
+    assert!(comp_got.len() < plain_got.len());
+    assert_eq!(state_of(&plain_got), model);
+    assert_eq!(state_of(&comp_got), model);
+    // The snapshot part holds one record per key and no tombstone.
+    let snap_part = &comp_got[..r2.snapshot_records as usize];
+    assert!(snap_part.iter().all(|r| !encoded_is_tombstone(r)));
+    let keys: std::collections::HashSet<&[u8]> = snap_part.iter().map(|r| &r[..KEY_LEN]).collect();
+    assert_eq!(keys.len(), snap_part.len());
+}
+
+#[test]
+fn compaction_concurrent_with_appends_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs = workload(60_000);
+    let model = state_of(&recs);
+    let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+    let compactor = wal.compactor();
+    let stop = AtomicBool::new(false);
+    let runs = std::thread::scope(|s| {
+        let bg = s.spawn(|| {
+            let mut merged = 0;
+            while !stop.load(Ordering::Acquire) {
+                merged += compactor.run().unwrap().segments_merged;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            merged
+        });
+        for chunk in recs.chunks(64) {
+            for r in chunk {
+                wal.append(r).unwrap();
+            }
+            wal.commit().unwrap();
+        }
+        stop.store(true, Ordering::Release);
+        bg.join().unwrap()
+    });
+    assert!(runs > 0, "the compactor never merged anything");
+    drop(wal);
+    assert!(matches!(
+        compactor.run(),
+        Err(WalError::WriterClosed { .. })
+    ));
+    let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert!(report.snapshot.is_some());
+    assert_eq!(state_of(&got), model);
+}
+
+#[test]
+fn corrupt_snapshot_is_an_error_naming_file_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &workload(5000), 50);
+        wal.compactor().run().unwrap();
+    }
+    let listing = dir::list(&dir::shard_dir(tmp.path(), 0)).unwrap();
+    let snap = listing.snapshots[0].1.clone();
+    patch(&snap, snapshot::HEADER_LEN + 100, &[0x5a, 0x5a]);
+    match Wal::open(tmp.path(), 0, opts(64 << 10), |_| {}) {
+        Err(WalError::CorruptSnapshot { path, offset, .. }) => {
+            assert_eq!(path, snap);
+            assert!(
+                offset >= snapshot::HEADER_LEN as u64
+                    && offset <= snapshot::HEADER_LEN as u64 + 100
+            );
+        }
+        other => panic!("expected CorruptSnapshot, got {:?}", other.map(|(_, r)| r)),
+    }
+}
+
+#[test]
+fn second_writer_is_refused_and_bad_payloads_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+    assert!(matches!(
+        Wal::open(tmp.path(), 0, opts(64 << 10), |_| {}),
+        Err(WalError::Locked { .. })
+    ));
+    assert!(matches!(
+        wal.append(&[1; 5]),
+        Err(WalError::PayloadTooShort { len: 5 })
+    ));
+    assert!(matches!(
+        wal.append(&vec![1; 70_000]),
+        Err(WalError::RecordTooLarge { .. })
+    ));
+    assert!(matches!(
+        Wal::open(tmp.path(), 1, opts(5000), |_| {}),
+        Err(WalError::InvalidOptions { .. })
+    ));
+    assert_eq!(wal.commit().unwrap(), CommitStats::default());
+}
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn full_disk_is_an_error_not_a_crash() {
+    let fs = TinyFs::mount();
+    let o = opts(256 << 10);
+    let recs: Vec<Vec<u8>> = (0..40_000).map(|i| lease(i, i, false)).collect();
+    let mut appended = 0;
+    {
+        let (mut wal, _, _) = open(fs.dir.path(), o);
+        let err = loop {
+            match wal.append(&recs[appended]) {
+                Ok(()) => appended += 1,
+                Err(e) => break e,
+            }
+            if appended % 100 == 0 {
+                wal.commit().unwrap();
+            }
+        };
+        assert!(err.is_disk_full(), "{err:?}");
+        assert!(matches!(err, WalError::DiskFull { .. }));
+        // 1 MiB holds four 256 KiB segments: records filled three and most of the fourth.
+        assert!(
+            appended > 3 * 4000,
+            "only {appended} records before the disk was full"
+        );
+        // What was appended before the error is still committable.
+        wal.commit().unwrap();
+        // A second writer on another shard cannot even create its first segment.
+        let other = Wal::open(fs.dir.path(), 1, o, |_| {});
+        assert!(other.is_err_and(|e| e.is_disk_full()));
+    }
+    // Reopening on the full disk replays everything (the spare cannot be made: logged only).
+    let (_wal, report, got) = open(fs.dir.path(), o);
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got, recs[..appended]);
+}

@@ -1,0 +1,352 @@
+//! The `twinlease` binary under test: finding (and if needed building) it, writing its
+//! configuration, running it in a namespace, and reading its lease store.
+//!
+//! The contract tested here: `twinlease run --config FILE` (foreground, logs on stderr,
+//! SIGTERM stops it cleanly), `twinlease check-config FILE` (exit 0 valid, 1 with
+//! `file: field: reason` lines), `twinlease leases --data-dir DIR` (one JSON object per
+//! lease and line).
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::netns::Netns;
+use crate::process::{self, ChildGuard, Output};
+use crate::topology::Ipv4Net;
+use crate::{Error, Result, workspace_root};
+
+/// The cargo target folder: `CARGO_TARGET_DIR` (relative to the workspace root) or
+/// `<workspace>/target`.
+#[must_use]
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Path of the `twinlease` binary: `TWINLEASE_BIN` if set; otherwise runs (once per
+/// process) `cargo build -p dhcp-userspace --bin twinlease`, which is quick when nothing
+/// changed, and returns `target/debug/twinlease`; if that build fails, an existing
+/// `target/{debug,release}/twinlease` is used.
+pub fn binary() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TWINLEASE_BIN") {
+            return Ok(PathBuf::from(bin));
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "dhcp-userspace",
+                "--bin",
+                "twinlease",
+            ])
+            .current_dir(workspace_root());
+        let build_result = process::run(&mut build, Duration::from_mins(20));
+        let target = target_dir();
+        let candidates = [
+            target.join("debug/twinlease"),
+            target.join("release/twinlease"),
+        ];
+        match build_result {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("harness: building twinlease failed:\n{}", out.stderr),
+            Err(e) => eprintln!("harness: building twinlease failed: {e}"),
+        }
+        candidates
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("no twinlease binary under {}", target.display()))
+    })
+    .clone()
+    .map_err(Error)
+}
+
+/// One `[[subnet4]]` table.
+#[derive(Debug, Clone)]
+pub struct Subnet4 {
+    /// Subnet id.
+    pub id: u32,
+    /// The subnet.
+    pub subnet: Ipv4Net,
+    /// Interface it is on (directly attached clients).
+    pub interface: String,
+    /// Routers option.
+    pub routers: Vec<Ipv4Addr>,
+    /// DNS servers option.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Domain name option.
+    pub domain_name: String,
+    /// Lease time, seconds.
+    pub lease_time: u32,
+    /// Pools as `first-last` ranges.
+    pub pools: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// A twinlease configuration file, written as TOML by [`TwinleaseConfig::to_toml`].
+#[derive(Debug, Clone)]
+pub struct TwinleaseConfig {
+    /// `[server] data-dir`.
+    pub data_dir: PathBuf,
+    /// `[server] workers`.
+    pub workers: u32,
+    /// `[server] durability`: `"fsync"` or `"none"`.
+    pub durability: String,
+    /// `[server] listen`.
+    pub listen: Vec<String>,
+    /// `[server] interfaces`.
+    pub interfaces: Vec<String>,
+    /// `[server] offer-hold-secs`.
+    pub offer_hold_secs: u32,
+    /// `[server] decline-probation-secs`.
+    pub decline_probation_secs: u32,
+    /// The subnets.
+    pub subnets: Vec<Subnet4>,
+}
+
+impl TwinleaseConfig {
+    /// The standard configuration: data in `data_dir`, 2 workers, fsync durability,
+    /// listening on 0.0.0.0:67 on `s0`, and one subnet (id 1) with `pool`, router and DNS
+    /// host(1) of `subnet`, domain example.net, lease time `lease_time`.
+    #[must_use]
+    pub fn standard(
+        data_dir: &Path,
+        subnet: Ipv4Net,
+        pool: (Ipv4Addr, Ipv4Addr),
+        lease_time: u32,
+    ) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            workers: 2,
+            durability: "fsync".to_owned(),
+            listen: vec!["0.0.0.0:67".to_owned()],
+            interfaces: vec!["s0".to_owned()],
+            offer_hold_secs: 30,
+            decline_probation_secs: 86400,
+            subnets: vec![Subnet4 {
+                id: 1,
+                subnet,
+                interface: "s0".to_owned(),
+                routers: vec![subnet.host(1)],
+                dns_servers: vec![subnet.host(1)],
+                domain_name: "example.net".to_owned(),
+                lease_time,
+                pools: vec![pool],
+            }],
+        }
+    }
+
+    /// The TOML text.
+    #[must_use]
+    pub fn to_toml(&self) -> String {
+        fn list<T: std::fmt::Display>(items: &[T]) -> String {
+            let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+            format!("[{}]", quoted.join(", "))
+        }
+        let mut s = String::from("# Written by the twinlease test harness.\n[server]\n");
+        let _ = writeln!(s, "data-dir = \"{}\"", self.data_dir.display());
+        let _ = writeln!(s, "workers = {}", self.workers);
+        let _ = writeln!(s, "durability = \"{}\"", self.durability);
+        let _ = writeln!(s, "listen = {}", list(&self.listen));
+        let _ = writeln!(s, "interfaces = {}", list(&self.interfaces));
+        let _ = writeln!(s, "offer-hold-secs = {}", self.offer_hold_secs);
+        let _ = writeln!(
+            s,
+            "decline-probation-secs = {}",
+            self.decline_probation_secs
+        );
+        for n in &self.subnets {
+            let _ = writeln!(s, "\n[[subnet4]]");
+            let _ = writeln!(s, "id = {}", n.id);
+            let _ = writeln!(s, "subnet = \"{}\"", n.subnet);
+            let _ = writeln!(s, "interface = \"{}\"", n.interface);
+            let _ = writeln!(s, "routers = {}", list(&n.routers));
+            let _ = writeln!(s, "dns-servers = {}", list(&n.dns_servers));
+            let _ = writeln!(s, "domain-name = \"{}\"", n.domain_name);
+            let _ = writeln!(s, "lease-time = {}", n.lease_time);
+            for (first, last) in &n.pools {
+                let _ = writeln!(s, "\n[[subnet4.pool]]\nrange = \"{first}-{last}\"");
+            }
+        }
+        s
+    }
+
+    /// Writes the TOML to `path`.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_toml())?;
+        Ok(())
+    }
+}
+
+/// A running `twinlease run --config FILE` in a namespace, stopped on drop.
+#[derive(Debug)]
+pub struct Twinlease {
+    child: ChildGuard,
+}
+
+impl Twinlease {
+    /// Starts the server from `bin` in `ns` with `config`, logging to `log`, and waits up
+    /// to 20 s until it has bound UDP port 67 there.
+    pub fn start(ns: &Netns, bin: &Path, config: &Path, log: &Path) -> Result<Self> {
+        let bin_s = bin.display().to_string();
+        let conf_s = config.display().to_string();
+        let mut cmd = ns.command(&bin_s, &["run", "--config", &conf_s]);
+        cmd.env("RUST_BACKTRACE", "1");
+        let child =
+            ChildGuard::spawn("twinlease", &mut cmd, log)?.with_grace(Duration::from_secs(10));
+        let mut me = Self { child };
+        let ready = process::wait_until(Duration::from_secs(20), || {
+            if !me.child.is_running() {
+                Some(false)
+            } else if ns.udp_port_bound(67) {
+                Some(true)
+            } else {
+                None
+            }
+        });
+        if ready == Some(true) {
+            Ok(me)
+        } else {
+            let status = match me.child.try_status() {
+                Ok(Some(status)) => format!("exited with {status}"),
+                _ => "did not bind UDP port 67 within 20 s".to_owned(),
+            };
+            Err(Error(format!(
+                "twinlease did not start serving ({status}):\n{}",
+                me.child.log_text()
+            )))
+        }
+    }
+
+    /// The server's log so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        self.child.log_text()
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// SIGTERM; Ok(()) when it exits with status 0 within the grace period.
+    pub fn stop(&mut self) -> Result<()> {
+        self.child.signal(libc::SIGTERM);
+        match self.child.wait_timeout(Duration::from_secs(10))? {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(Error(format!(
+                "twinlease exited with {status} on SIGTERM:\n{}",
+                self.log()
+            ))),
+            None => {
+                self.child.kill9()?;
+                Err(Error(format!(
+                    "twinlease ignored SIGTERM for 10 s:\n{}",
+                    self.log()
+                )))
+            }
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.child.kill9().map(drop)
+    }
+}
+
+/// One line of `twinlease leases`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LeaseRecord {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// `active`, `released`, `expired`, `declined`, `offered` ...
+    pub state: String,
+    /// Client key, e.g. `id:01:aa:...` (absent for some states).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Hardware address `aa:bb:cc:dd:ee:ff`.
+    #[serde(default)]
+    pub chaddr: Option<String>,
+    /// Subnet id.
+    pub subnet_id: u32,
+    /// Expiry, UNIX seconds.
+    pub expires: u64,
+    /// Client last transaction time, UNIX seconds.
+    #[serde(default)]
+    pub cltt: Option<u64>,
+}
+
+/// Parses the output of `twinlease leases` (one JSON object per non-empty line).
+pub fn parse_leases(text: &str) -> Result<Vec<LeaseRecord>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| Error(format!("lease line {l:?}: {e}"))))
+        .collect()
+}
+
+/// Runs `twinlease leases --data-dir DIR` and parses it.
+pub fn leases(bin: &Path, data_dir: &Path) -> Result<Vec<LeaseRecord>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("leases").arg("--data-dir").arg(data_dir);
+    let out = process::run_ok(&mut cmd, Duration::from_mins(1))?;
+    parse_leases(&out)
+}
+
+/// Runs `twinlease check-config FILE`.
+pub fn check_config(bin: &Path, config: &Path) -> Result<Output> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("check-config").arg(config);
+    process::run(&mut cmd, Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_contract_shape() {
+        let c = TwinleaseConfig::standard(
+            Path::new("/tmp/x"),
+            Ipv4Net::test_net_1(),
+            (Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 250)),
+            3600,
+        );
+        let t = c.to_toml();
+        for want in [
+            "[server]\ndata-dir = \"/tmp/x\"\nworkers = 2\ndurability = \"fsync\"\n",
+            "listen = [\"0.0.0.0:67\"]\ninterfaces = [\"s0\"]\n",
+            "offer-hold-secs = 30\ndecline-probation-secs = 86400\n",
+            "[[subnet4]]\nid = 1\nsubnet = \"192.0.2.0/24\"\ninterface = \"s0\"\n",
+            "routers = [\"192.0.2.1\"]\ndns-servers = [\"192.0.2.1\"]\n",
+            "domain-name = \"example.net\"\nlease-time = 3600\n",
+            "[[subnet4.pool]]\nrange = \"192.0.2.100-192.0.2.250\"\n",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn parses_lease_lines() {
+        let text = r#"{"addr":"192.0.2.100","state":"active","client":"id:01:aa:bb:cc:dd:ee:ff","chaddr":"aa:bb:cc:dd:ee:ff","subnet_id":1,"expires":1700003600,"cltt":1700000000}
+
+{"addr":"192.0.2.101","state":"released","subnet_id":1,"expires":0}"#;
+        let l = parse_leases(text).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].addr, Ipv4Addr::new(192, 0, 2, 100));
+        assert_eq!(l[0].chaddr.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
+        assert_eq!(l[1].state, "released");
+        assert_eq!(l[1].client, None);
+        assert!(parse_leases("{\"addr\":1}").is_err());
+    }
+}
