@@ -55,8 +55,9 @@ pub fn run() -> Result<(), Error> {
     println!("demo: twinlease is serving");
 
     let outcome = clients(&topo);
-    let leases = twinlease::leases(&bin, &data);
+    // The store is read once no server holds it.
     let stopped = server.stop();
+    let leases = twinlease::leases(&bin, &data);
     println!("demo: server log (last lines):");
     for line in server
         .log()

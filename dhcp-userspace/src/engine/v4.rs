@@ -689,7 +689,7 @@ impl Cx<'_, '_> {
         self.echo_options(&mut w);
         // RFC 2132 §9.8: when the client sent a parameter request list, send what it asked for
         // in its order; otherwise the usual set. Options that no longer fit are skipped.
-        let mut put = |w: &mut ReplyWriter<'_>, code: u8| -> bool {
+        let put = |w: &mut ReplyWriter<'_>, code: u8| -> bool {
             match code {
                 opt::ROUTER if !s.routers.is_empty() => w.option_ips(opt::ROUTER, &s.routers).is_ok(),
                 opt::DNS if !s.dns_servers.is_empty() => w.option_ips(opt::DNS, &s.dns_servers).is_ok(),
