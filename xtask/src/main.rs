@@ -73,6 +73,14 @@ fn test(extra: &[String]) -> Result<ExitCode, Error> {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
+    if nextest {
+        // nextest does not run doc tests: run them first, so that the run closes on the
+        // summary of the whole suite.
+        let doc = run_verbose(cargo().args(["test", "--workspace", "--doc"]))?;
+        if !doc.success() {
+            return Ok(exit_code(doc));
+        }
+    }
     let mut cmd = cargo();
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
@@ -81,11 +89,6 @@ fn test(extra: &[String]) -> Result<ExitCode, Error> {
     }
     cmd.args(extra);
     let status = run_verbose(&mut cmd)?;
-    if nextest && status.success() {
-        // nextest does not run doc tests.
-        let doc = run_verbose(cargo().args(["test", "--workspace", "--doc"]))?;
-        return Ok(exit_code(doc));
-    }
     Ok(exit_code(status))
 }
 

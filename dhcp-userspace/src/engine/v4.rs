@@ -1,4 +1,4 @@
-//! DHCPv4 protocol logic (RFC 2131), pure: request + lease state + now → reply + lease changes.
+//! The DHCP protocol logic for IPv4 (RFC 2131), pure: request + lease state + now → reply + lease changes.
 //!
 //! [`Engine::handle`] reads one parsed request, consults and updates the worker's own
 //! [`Shard`] and the shared [`FreeMap`], writes the reply into the caller's buffer and pushes
@@ -94,7 +94,10 @@ impl Subnet {
     /// The lease time to grant: the client's request (option 51) clamped into the
     /// configured bounds, else the default (RFC 2131 §4.3.1).
     fn lease_time_for(&self, requested: Option<u32>) -> u32 {
-        requested.map_or(self.lease_time, |r| r.clamp(self.min_lease, self.max_lease))
+        // `min(max)`: a hand-built subnet with min > max must not make `clamp` panic.
+        requested.map_or(self.lease_time, |r| {
+            r.clamp(self.min_lease.min(self.max_lease), self.max_lease)
+        })
     }
 }
 
@@ -160,7 +163,7 @@ pub struct Settings {
     pub decline_probation_secs: u32,
 }
 
-/// The DHCPv4 protocol engine: immutable configuration, shared by all workers.
+/// The protocol engine for DHCP over IPv4: immutable configuration, shared by all workers.
 #[derive(Debug, Clone)]
 pub struct Engine {
     subnets: Vec<Subnet>,
@@ -175,7 +178,11 @@ impl Engine {
     /// An engine over these subnets.
     #[must_use]
     pub fn new(subnets: Vec<Subnet>, settings: Settings) -> Self {
-        Self { subnets, by_ifindex: Vec::new(), settings }
+        Self {
+            subnets,
+            by_ifindex: Vec::new(),
+            settings,
+        }
     }
 
     /// Tell the engine which interface index carries which subnet (resolved by the I/O path).
@@ -218,11 +225,17 @@ impl Engine {
             return self.subnet_containing(a);
         }
         if !req.giaddr.is_unspecified() {
-            return self
-                .subnet_containing(req.giaddr)
-                .or_else(|| self.subnets.iter().find(|s| s.relay_addresses.contains(&req.giaddr)));
+            return self.subnet_containing(req.giaddr).or_else(|| {
+                self.subnets
+                    .iter()
+                    .find(|s| s.relay_addresses.contains(&req.giaddr))
+            });
         }
-        if let Some(&(_, i)) = self.by_ifindex.iter().find(|(ix, _)| *ix == ingress.ifindex) {
+        if let Some(&(_, i)) = self
+            .by_ifindex
+            .iter()
+            .find(|(ix, _)| *ix == ingress.ifindex)
+        {
             // Several subnets may share an interface (secondary subnets): prefer the one the
             // client's address belongs to.
             if !req.ciaddr.is_unspecified()
@@ -244,13 +257,20 @@ impl Engine {
     }
 
     fn server_id(&self, subnet: &Subnet, ingress: &Ingress) -> Option<Ipv4Addr> {
-        subnet.server_id.or(self.settings.server_id).or(ingress.local_addr)
+        subnet
+            .server_id
+            .or(self.settings.server_id)
+            .or(ingress.local_addr)
     }
 
     /// Decide one request.
     ///
     /// `out` receives the reply bytes; `changes` receives the lease records to append to the
     /// WAL (the shard is already updated).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a pure function: every piece of state it reads or updates is a parameter"
+    )]
     pub fn handle(
         &self,
         req: &Request<'_>,
@@ -277,7 +297,14 @@ impl Engine {
         let Some(server_id) = self.server_id(subnet, ingress) else {
             return Verdict::Drop("no_server_id");
         };
-        let cx = Cx { engine: self, req, subnet, server_id, key, now };
+        let cx = Cx {
+            engine: self,
+            req,
+            subnet,
+            server_id,
+            key,
+            now,
+        };
         match kind {
             MessageType::Discover => cx.discover(shard, free, out, changes),
             MessageType::Request => cx.request(ingress, shard, free, out, changes),
@@ -350,7 +377,9 @@ impl Cx<'_, '_> {
         {
             let usable = match l.state {
                 BindingState::Active => true,
-                BindingState::Expired | BindingState::Released | BindingState::Free => free.try_take(l.addr),
+                BindingState::Expired | BindingState::Released | BindingState::Free => {
+                    free.try_take(l.addr)
+                }
                 _ => false,
             };
             if usable {
@@ -391,7 +420,9 @@ impl Cx<'_, '_> {
             self.commit(shard, free, addr, lease_time, changes);
             return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
         }
-        let hold_until = self.now.saturating_add(self.engine.settings.offer_hold_secs);
+        let hold_until = self
+            .now
+            .saturating_add(self.engine.settings.offer_hold_secs);
         let active = shard
             .get_by_addr(addr)
             .is_some_and(|l| l.state == BindingState::Active && l.client == self.key);
@@ -429,11 +460,17 @@ impl Cx<'_, '_> {
         // An offer at another address (the client asked for a different one) is given back.
         if let Some(a) = self.drop_offer(shard)
             && a != addr
-            && shard.get_by_addr(a).is_none_or(|l| !l.state.holds_address())
+            && shard
+                .get_by_addr(a)
+                .is_none_or(|l| !l.state.holds_address())
         {
             free.give_back(a);
         }
-        let l = self.lease(addr, BindingState::Active, self.now.saturating_add(lease_time));
+        let l = self.lease(
+            addr,
+            BindingState::Active,
+            self.now.saturating_add(lease_time),
+        );
         shard.upsert(l);
         changes.push(l);
     }
@@ -457,7 +494,9 @@ impl Cx<'_, '_> {
             if sid != self.server_id {
                 // The client chose another server: release what we offered it.
                 if let Some(a) = self.drop_offer(shard)
-                    && shard.get_by_addr(a).is_none_or(|l| !l.state.holds_address())
+                    && shard
+                        .get_by_addr(a)
+                        .is_none_or(|l| !l.state.holds_address())
                 {
                     free.give_back(a);
                 }
@@ -467,7 +506,9 @@ impl Cx<'_, '_> {
                 return Verdict::Drop("selecting_without_requested_ip");
             };
             let ok = reserved == Some(want)
-                || shard.offer_of(&self.key, self.subnet.id).is_some_and(|(a, _)| a == want)
+                || shard
+                    .offer_of(&self.key, self.subnet.id)
+                    .is_some_and(|(a, _)| a == want)
                 || record.is_some_and(|l| l.addr == want && l.state == BindingState::Active)
                 || (reserved.is_none()
                     && self.subnet.in_pool(want)
@@ -507,12 +548,24 @@ impl Cx<'_, '_> {
             }
             return self.nak("address reserved for this client differs", out);
         }
+        // RFC 2131 §4.3.2 INIT-REBOOT: the server SHOULD NAK when "the client's notion of its
+        // IP address is incorrect": it holds an unexpired binding with us at another address.
+        if init_reboot
+            && let Some(l) = record
+            && l.addr != addr
+            && l.state == BindingState::Active
+            && l.expires > self.now
+        {
+            return self.nak("client is bound to another address", out);
+        }
         if let Some(l) = record
             && l.addr == addr
         {
             let still_ours = l.state == BindingState::Active
-                || (matches!(l.state, BindingState::Expired | BindingState::Released | BindingState::Free)
-                    && free.try_take(addr));
+                || (matches!(
+                    l.state,
+                    BindingState::Expired | BindingState::Released | BindingState::Free
+                ) && free.try_take(addr));
             if still_ours {
                 self.commit(shard, free, addr, lease_time, changes);
                 return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
@@ -524,6 +577,11 @@ impl Cx<'_, '_> {
             return self.nak("address reserved for another client", out);
         }
         if !self.subnet.in_pool(addr) {
+            // RFC 2131 §4.3.2 INIT-REBOOT: "If the DHCP server has no record of this client,
+            // then it MUST remain silent": another server of this network may own the address.
+            if init_reboot {
+                return Verdict::Silent("init_reboot_unknown_client");
+            }
             return self.nak("address outside our pools", out);
         }
         if init_reboot {
@@ -576,13 +634,19 @@ impl Cx<'_, '_> {
         };
         // Only the client holding (or offered) the address may decline it: a client cannot
         // quarantine addresses it was never given.
-        let held = shard.get_by_addr(addr).is_some_and(|l| l.client == self.key && l.state == BindingState::Active)
-            || shard.offer_of(&self.key, self.subnet.id).is_some_and(|(a, _)| a == addr);
+        let held = shard
+            .get_by_addr(addr)
+            .is_some_and(|l| l.client == self.key && l.state == BindingState::Active)
+            || shard
+                .offer_of(&self.key, self.subnet.id)
+                .is_some_and(|(a, _)| a == addr);
         if !held {
             return Verdict::Drop("decline_unknown_binding");
         }
         self.drop_offer(shard);
-        let until = self.now.saturating_add(self.engine.settings.decline_probation_secs);
+        let until = self
+            .now
+            .saturating_add(self.engine.settings.decline_probation_secs);
         let mut l = self.lease(addr, BindingState::Abandoned, until);
         l.cltt = self.now;
         shard.upsert(l);
@@ -598,12 +662,18 @@ impl Cx<'_, '_> {
     fn nak(&self, why: &str, out: &mut [u8]) -> Verdict {
         let req = self.req;
         // RFC 2131 §4.3.2: a relayed DHCPNAK has the broadcast bit set.
-        let flags = if req.giaddr.is_unspecified() { req.flags } else { req.flags | 0x8000 };
+        let flags = if req.giaddr.is_unspecified() {
+            req.flags
+        } else {
+            req.flags | 0x8000
+        };
         let hdr = self.header(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, flags);
         let Ok(mut w) = ReplyWriter::new(out, &hdr) else {
             return Verdict::Drop("reply_buffer");
         };
-        let written = w.option_u8(opt::MESSAGE_TYPE, MessageType::Nak as u8).is_ok()
+        let written = w
+            .option_u8(opt::MESSAGE_TYPE, MessageType::Nak as u8)
+            .is_ok()
             && w.option_ip(opt::SERVER_ID, self.server_id).is_ok();
         if !written {
             return Verdict::Drop("reply_buffer");
@@ -612,8 +682,17 @@ impl Cx<'_, '_> {
         self.echo_options(&mut w);
         let len = w.finish();
         // RFC 2131 §4.1: with giaddr zero, DHCPNAK is always broadcast.
-        let dest = if req.giaddr.is_unspecified() { Destination::Broadcast } else { Destination::Relay(req.giaddr) };
-        Verdict::Reply { kind: MessageType::Nak, len, dest, durable: false }
+        let dest = if req.giaddr.is_unspecified() {
+            Destination::Broadcast
+        } else {
+            Destination::Relay(req.giaddr)
+        };
+        Verdict::Reply {
+            kind: MessageType::Nak,
+            len,
+            dest,
+            durable: false,
+        }
     }
 
     fn header(&self, ciaddr: Ipv4Addr, yiaddr: Ipv4Addr, flags: u16) -> ReplyHeader {
@@ -640,6 +719,11 @@ impl Cx<'_, '_> {
         if let Some(id) = self.req.client_id {
             let _ = w.option(opt::CLIENT_ID, id);
         }
+        // RFC 3011 §2: a server supporting the subnet selection option MUST return an
+        // identical copy of it; clients discard replies without it.
+        if let Some(a) = self.req.subnet_selection {
+            let _ = w.option_ip(opt::SUBNET_SELECTION, a);
+        }
         if let Some(ri) = self.req.relay_agent_info {
             let _ = w.option(opt::RELAY_AGENT_INFO, ri);
         }
@@ -657,7 +741,11 @@ impl Cx<'_, '_> {
         let req = self.req;
         let s = self.subnet;
         // RFC 2131 Table 3: ciaddr is echoed in ACKs to INFORM and to RENEWING/REBINDING.
-        let ciaddr = if kind == MessageType::Ack { req.ciaddr } else { Ipv4Addr::UNSPECIFIED };
+        let ciaddr = if kind == MessageType::Ack {
+            req.ciaddr
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
         let hdr = self.header(ciaddr, yiaddr, req.flags);
         let Ok(w) = ReplyWriter::new(out, &hdr) else {
             return Verdict::Drop("reply_buffer");
@@ -672,7 +760,11 @@ impl Cx<'_, '_> {
         if let Some(t) = lease_time {
             // RFC 2131 §4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease time; the
             // configured values apply to the configured lease time.
-            let (t1, t2) = if t == s.lease_time { (s.t1, s.t2) } else { (t / 2, t / 8 * 7) };
+            let (t1, t2) = if t == s.lease_time {
+                (s.t1, s.t2)
+            } else {
+                (t / 2, t / 8 * 7)
+            };
             ok = ok
                 && w.option_u32(opt::LEASE_TIME, t).is_ok()
                 && w.option_u32(opt::RENEWAL_T1, t1).is_ok()
@@ -691,30 +783,48 @@ impl Cx<'_, '_> {
         // in its order; otherwise the usual set. Options that no longer fit are skipped.
         let put = |w: &mut ReplyWriter<'_>, code: u8| -> bool {
             match code {
-                opt::ROUTER if !s.routers.is_empty() => w.option_ips(opt::ROUTER, &s.routers).is_ok(),
-                opt::DNS if !s.dns_servers.is_empty() => w.option_ips(opt::DNS, &s.dns_servers).is_ok(),
-                opt::DOMAIN_NAME => s.domain_name.as_ref().is_some_and(|d| w.option(opt::DOMAIN_NAME, d).is_ok()),
+                opt::ROUTER if !s.routers.is_empty() => {
+                    w.option_ips(opt::ROUTER, &s.routers).is_ok()
+                }
+                opt::DNS if !s.dns_servers.is_empty() => {
+                    w.option_ips(opt::DNS, &s.dns_servers).is_ok()
+                }
+                opt::DOMAIN_NAME => s
+                    .domain_name
+                    .as_ref()
+                    .is_some_and(|d| w.option(opt::DOMAIN_NAME, d).is_ok()),
                 opt::BROADCAST => w.option_ip(opt::BROADCAST, s.broadcast).is_ok(),
-                c => s.options.iter().find(|(oc, _)| *oc == c).is_some_and(|(oc, v)| w.option(*oc, v).is_ok()),
+                c => s
+                    .options
+                    .iter()
+                    .find(|(oc, _)| *oc == c)
+                    .is_some_and(|(oc, v)| w.option(*oc, v).is_ok()),
             }
         };
-        match req.parameter_request_list {
-            Some(prl) => {
-                for &c in prl {
+        if let Some(prl) = req.parameter_request_list {
+            // RFC 3396 §7: two instances of a code are concatenated by the client, so a code
+            // listed twice in the PRL is answered once.
+            let mut sent = [false; 256];
+            for &c in prl {
+                if !std::mem::replace(&mut sent[usize::from(c)], true) {
                     put(&mut w, c);
                 }
             }
-            None => {
-                for c in [opt::ROUTER, opt::DNS, opt::DOMAIN_NAME, opt::BROADCAST] {
-                    put(&mut w, c);
-                }
-                for (c, _) in &s.options {
-                    put(&mut w, *c);
-                }
+        } else {
+            for c in [opt::ROUTER, opt::DNS, opt::DOMAIN_NAME, opt::BROADCAST] {
+                put(&mut w, c);
+            }
+            for (c, _) in &s.options {
+                put(&mut w, *c);
             }
         }
         let len = w.finish();
-        Verdict::Reply { kind, len, dest: self.destination(yiaddr), durable }
+        Verdict::Reply {
+            kind,
+            len,
+            dest: self.destination(yiaddr),
+            durable,
+        }
     }
 
     /// RFC 2131 §4.1, "If the 'giaddr' field in a DHCP message from a client is non-zero…".
@@ -727,7 +837,14 @@ impl Cx<'_, '_> {
         } else if req.broadcast || yiaddr.is_unspecified() || req.htype != 1 || req.hlen != 6 {
             Destination::Broadcast
         } else {
-            Destination::HwUnicast { ip: yiaddr, mac: self.chaddr6() }
+            Destination::HwUnicast {
+                ip: yiaddr,
+                mac: self.chaddr6(),
+            }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "v4_tests.rs"]
+mod tests;
