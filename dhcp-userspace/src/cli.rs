@@ -60,7 +60,10 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWINLEASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn check_config(file: &Path) -> ExitCode {
@@ -129,7 +132,9 @@ fn run(path: &Path) -> ExitCode {
             continue;
         }
         if sig == libc::SIGHUP {
-            tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+            tracing::warn!(
+                "SIGHUP: configuration reload is not supported yet; restart to apply changes"
+            );
             continue;
         }
         tracing::info!(signal = sig, "stopping");
@@ -167,7 +172,10 @@ pub fn lease_json(l: &Lease4) -> serde_json::Value {
 fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
     let shards = store::existing_shards(data_dir);
     if shards == 0 {
-        eprintln!("twinlease: {}: no lease store here (no shard-* directories)", data_dir.display());
+        eprintln!(
+            "twinlease: {}: no lease store here (no shard-* directories)",
+            data_dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let Ok(free) = FreeMap::new(&[], shards, &|_| false) else {
@@ -175,7 +183,10 @@ fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
     };
     // Opening replays the logs exactly as the server would at start (it takes the writer
     // lock, so the server must be stopped).
-    let opts = WalOptions { segment_size: crate::wal::DEFAULT_SEGMENT_SIZE, durability: Durability::None };
+    let opts = WalOptions {
+        segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
+        durability: Durability::None,
+    };
     let stores = match store::open(data_dir, shards, opts, &free, &|_| false) {
         Ok((s, _)) => s,
         Err(e) => {
@@ -186,7 +197,10 @@ fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
     let mut all: Vec<Lease4> = stores.iter().flat_map(|s| s.shard.iter()).collect();
     all.sort_by_key(|l| u32::from(l.addr));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for l in all.iter().filter(|l| state.is_none_or(|s| s == l.state.name())) {
+    for l in all
+        .iter()
+        .filter(|l| state.is_none_or(|s| s == l.state.name()))
+    {
         use std::io::Write as _;
         if writeln!(out, "{}", lease_json(l)).is_err() {
             break;

@@ -142,7 +142,9 @@ pub struct Server {
 }
 
 fn unix_now() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 impl Server {
@@ -160,10 +162,19 @@ impl Server {
                 CfgDurability::None => Durability::None,
             },
         };
-        std::fs::create_dir_all(&config.server.data_dir)
-            .map_err(|source| DispatchError::DataDir { dir: config.server.data_dir.display().to_string(), source })?;
-        let (stores, report) = store::open(&config.server.data_dir, workers, opts, &free, &|a| reserved.contains(&a))
-            .map_err(|source| DispatchError::Store { dir: config.server.data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
+            DispatchError::DataDir {
+                dir: config.server.data_dir.display().to_string(),
+                source,
+            }
+        })?;
+        let (stores, report) = store::open(&config.server.data_dir, workers, opts, &free, &|a| {
+            reserved.contains(&a)
+        })
+        .map_err(|source| DispatchError::Store {
+            dir: config.server.data_dir.display().to_string(),
+            source,
+        })?;
         for (w, r) in report.shards.iter().enumerate() {
             tracing::info!(
                 shard = w,
@@ -185,7 +196,10 @@ impl Server {
             }
         }
         if report.conflicts_resolved > 0 {
-            tracing::warn!(count = report.conflicts_resolved, "addresses bound in two shards at recovery; kept the newer binding");
+            tracing::warn!(
+                count = report.conflicts_resolved,
+                "addresses bound in two shards at recovery; kept the newer binding"
+            );
         }
 
         let mut ifaces = Vec::new();
@@ -201,7 +215,11 @@ impl Server {
         let mut listening = Vec::new();
         for &addr in &config.server.listen {
             let s = socket::listen(addr, None)?;
-            let local = s.local_addr().ok().and_then(|a| a.as_socket_ipv4()).unwrap_or(addr);
+            let local = s
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket_ipv4())
+                .unwrap_or(addr);
             listening.push(local);
             sockets.push(s);
         }
@@ -224,21 +242,44 @@ impl Server {
         let mut to_workers = Vec::with_capacity(workers);
         let mut recycles = Vec::with_capacity(workers);
         let mut threads = Vec::new();
-        let send_sock = sockets.first().map(|s| s.try_clone()).transpose().map_err(|e| DispatchError::Socket(socket::SocketError::Listen { addr: listening[0], source: e }))?;
+        let send_sock = sockets
+            .first()
+            .map(Socket::try_clone)
+            .transpose()
+            .map_err(|e| {
+                DispatchError::Socket(socket::SocketError::Listen {
+                    addr: listening[0],
+                    source: e,
+                })
+            })?;
         for (w, st) in stores.into_iter().enumerate() {
             let (tx, rx) = bounded::<Box<Job>>(config.server.ring_capacity);
             let (rtx, rrx) = bounded::<Box<Job>>(config.server.ring_capacity);
             to_workers.push(tx);
             recycles.push(rrx);
-            let Some(sock) = send_sock.as_ref() else { break };
+            let Some(sock) = send_sock.as_ref() else {
+                break;
+            };
             let worker = Worker {
                 engine: Arc::clone(&engine),
                 free: Arc::clone(&free),
                 store: st,
                 rx,
                 recycle: rtx,
-                udp: socket::Sender::new(sock.try_clone().map_err(|e| DispatchError::Socket(socket::SocketError::Listen { addr: listening[0], source: e }))?, batch),
-                raw: if raw.is_some() { RawSender::open().ok() } else { None },
+                udp: socket::Sender::new(
+                    sock.try_clone().map_err(|e| {
+                        DispatchError::Socket(socket::SocketError::Listen {
+                            addr: listening[0],
+                            source: e,
+                        })
+                    })?,
+                    batch,
+                ),
+                raw: if raw.is_some() {
+                    RawSender::open().ok()
+                } else {
+                    None
+                },
                 raw_out: Vec::with_capacity(batch),
                 ifaces: Arc::clone(&ifaces),
                 stats: Arc::clone(&stats),
@@ -246,12 +287,17 @@ impl Server {
                 reply_port: config.server.reply_port,
                 relay_port: config.server.relay_port,
                 compacting: Arc::new(AtomicBool::new(false)),
-                last_send_log: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
+                last_send_log: Instant::now()
+                    .checked_sub(Duration::from_secs(2))
+                    .unwrap_or_else(Instant::now),
             };
             let h = std::thread::Builder::new()
                 .name(format!("tl-worker-{w}"))
                 .spawn(move || worker.run())
-                .map_err(|source| DispatchError::Spawn { what: "worker", source })?;
+                .map_err(|source| DispatchError::Spawn {
+                    what: "worker",
+                    source,
+                })?;
             threads.push(h);
         }
         for (i, sock) in sockets.into_iter().enumerate() {
@@ -262,11 +308,19 @@ impl Server {
             let h = std::thread::Builder::new()
                 .name(format!("tl-rx-{i}"))
                 .spawn(move || rx_loop(&sock, &to, &rec, &stop, &stats, batch))
-                .map_err(|source| DispatchError::Spawn { what: "receiver", source })?;
+                .map_err(|source| DispatchError::Spawn {
+                    what: "receiver",
+                    source,
+                })?;
             threads.push(h);
         }
         drop(to_workers);
-        Ok(Self { stop, threads, stats, listening })
+        Ok(Self {
+            stop,
+            threads,
+            stats,
+            listening,
+        })
     }
 
     /// Stop receiving, let the workers finish their batches (committing them), join.
@@ -310,7 +364,13 @@ fn rx_loop(
                 }
             };
             let w = key.shard(workers);
-            let mut job = recycle[w].try_recv().unwrap_or_else(|_| Box::new(Job { len: 0, meta, buf: [0u8; SLOT] }));
+            let mut job = recycle[w].try_recv().unwrap_or_else(|_| {
+                Box::new(Job {
+                    len: 0,
+                    meta,
+                    buf: [0u8; SLOT],
+                })
+            });
             job.len = bytes.len();
             job.meta = meta;
             job.buf[..bytes.len()].copy_from_slice(bytes);
@@ -357,7 +417,10 @@ struct Worker {
 
 impl Worker {
     fn iface_addr(&self, ifindex: u32) -> Option<Ipv4Addr> {
-        self.ifaces.iter().find(|i| i.ifindex == ifindex).and_then(|i| i.addr)
+        self.ifaces
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .and_then(|i| i.addr)
     }
 
     fn run(mut self) {
@@ -396,11 +459,30 @@ impl Worker {
                 };
                 let m = job.meta;
                 let broadcast = m.dst.is_broadcast() || m.dst.octets()[3] == 255;
-                let local_addr = self.iface_addr(m.ifindex).or((!broadcast && !m.dst.is_unspecified()).then_some(m.dst));
-                let ingress = Ingress { ifindex: m.ifindex, local_addr, broadcast };
-                let v = self.engine.handle(&req, &ingress, now, &mut self.store.shard, &self.free, &mut reply, &mut changes);
+                let local_addr = self
+                    .iface_addr(m.ifindex)
+                    .or((!broadcast && !m.dst.is_unspecified()).then_some(m.dst));
+                let ingress = Ingress {
+                    ifindex: m.ifindex,
+                    local_addr,
+                    broadcast,
+                };
+                let v = self.engine.handle(
+                    &req,
+                    &ingress,
+                    now,
+                    &mut self.store.shard,
+                    &self.free,
+                    &mut reply,
+                    &mut changes,
+                );
                 match v {
-                    Verdict::Reply { kind, len, dest, durable } => {
+                    Verdict::Reply {
+                        kind,
+                        len,
+                        dest,
+                        durable,
+                    } => {
                         bump(&mut local, reply_label(kind));
                         let src = local_addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
                         self.queue(dest, &reply[..len], m, src, durable, &mut durable_udp);
@@ -426,7 +508,9 @@ impl Worker {
                     match self.store.wal.commit() {
                         Ok(_) => {
                             self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                            self.stats.records.fetch_add(changes.len() as u64, Ordering::Relaxed);
+                            self.stats
+                                .records
+                                .fetch_add(changes.len() as u64, Ordering::Relaxed);
                         }
                         Err(e) => {
                             committed = false;
@@ -447,29 +531,58 @@ impl Worker {
     }
 
     /// Put one reply on the right queue (RFC 2131 §4.1 destinations).
-    fn queue(&mut self, dest: Destination, bytes: &[u8], m: RxMeta, src: Ipv4Addr, durable: bool, durable_udp: &mut Vec<bool>) {
-        let (dst, ifindex) = match dest {
+    fn queue(
+        &mut self,
+        dest: Destination,
+        bytes: &[u8],
+        m: RxMeta,
+        src: Ipv4Addr,
+        durable: bool,
+        durables: &mut Vec<bool>,
+    ) {
+        let (to, ifindex) = match dest {
             Destination::Relay(g) => (SocketAddrV4::new(g, self.relay_port), 0),
             Destination::Unicast(c) => (SocketAddrV4::new(c, self.reply_port), 0),
-            Destination::Broadcast => (SocketAddrV4::new(Ipv4Addr::BROADCAST, self.reply_port), m.ifindex),
+            Destination::Broadcast => (
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, self.reply_port),
+                m.ifindex,
+            ),
             Destination::HwUnicast { ip, mac } => {
                 if self.raw.is_some() && m.ifindex != 0 && !src.is_unspecified() {
-                    let mut r = RawOut { ifindex: m.ifindex, mac, src, dst: ip, len: bytes.len(), durable, buf: [0u8; MAX_REPLY] };
+                    let mut r = RawOut {
+                        ifindex: m.ifindex,
+                        mac,
+                        src,
+                        dst: ip,
+                        len: bytes.len(),
+                        durable,
+                        buf: [0u8; MAX_REPLY],
+                    };
                     r.buf[..bytes.len()].copy_from_slice(bytes);
                     self.raw_out.push(r);
                     return;
                 }
-                (SocketAddrV4::new(Ipv4Addr::BROADCAST, self.reply_port), m.ifindex)
+                (
+                    SocketAddrV4::new(Ipv4Addr::BROADCAST, self.reply_port),
+                    m.ifindex,
+                )
             }
         };
-        let Some(buf) = self.udp.next_buf() else { return };
+        let Some(buf) = self.udp.next_buf() else {
+            return;
+        };
         buf[..bytes.len()].copy_from_slice(bytes);
-        self.udp.push(bytes.len(), dst, ifindex, src);
-        durable_udp.push(durable);
+        self.udp.push(bytes.len(), to, ifindex, src);
+        durables.push(durable);
     }
 
     /// Send the batch's replies; when the commit failed, grants are withheld.
-    fn flush(&mut self, committed: bool, durable_udp: &[bool], local: &mut Vec<(&'static str, u64)>) {
+    fn flush(
+        &mut self,
+        committed: bool,
+        durable_udp: &[bool],
+        local: &mut Vec<(&'static str, u64)>,
+    ) {
         if !committed && durable_udp.iter().any(|&d| d) {
             // Rebuild the UDP queue without the grants: simplest is to drop the whole queue
             // (offers and NAKs are retransmitted by clients anyway).
@@ -482,7 +595,9 @@ impl Worker {
         if !self.udp.is_empty() {
             let (sent, failed) = self.udp.flush();
             self.stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
-            self.stats.send_failed.fetch_add(failed as u64, Ordering::Relaxed);
+            self.stats
+                .send_failed
+                .fetch_add(failed as u64, Ordering::Relaxed);
             if let Some((e, dst)) = self.udp.take_error()
                 && self.last_send_log.elapsed() >= Duration::from_secs(1)
             {
@@ -519,13 +634,15 @@ impl Worker {
         if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {
             let c = self.store.wal.compactor();
             let flag = Arc::clone(&self.compacting);
-            let spawned = std::thread::Builder::new().name("tl-compact".into()).spawn(move || {
-                match c.run() {
-                    Ok(r) => tracing::info!(report = ?r, "compaction done"),
-                    Err(e) => tracing::error!(error = %e, "compaction failed"),
-                }
-                flag.store(false, Ordering::Release);
-            });
+            let spawned = std::thread::Builder::new()
+                .name("tl-compact".into())
+                .spawn(move || {
+                    match c.run() {
+                        Ok(r) => tracing::info!(report = ?r, "compaction done"),
+                        Err(e) => tracing::error!(error = %e, "compaction failed"),
+                    }
+                    flag.store(false, Ordering::Release);
+                });
             if spawned.is_err() {
                 self.compacting.store(false, Ordering::Release);
             }

@@ -137,7 +137,10 @@ impl ClientKey {
         }
         let mut bytes = [0u8; MAX_CLIENT_KEY + 1];
         bytes[..b.len()].copy_from_slice(b);
-        Ok(Self { len: b.len() as u16, bytes })
+        Ok(Self {
+            len: b.len() as u16,
+            bytes,
+        })
     }
 
     fn from_parts(form: u8, body: &[u8]) -> Result<Self, LeaseError> {
@@ -147,7 +150,10 @@ impl ClientKey {
         let mut bytes = [0u8; MAX_CLIENT_KEY + 1];
         bytes[0] = form;
         bytes[1..=body.len()].copy_from_slice(body);
-        Ok(Self { len: body.len() as u16 + 1, bytes })
+        Ok(Self {
+            len: body.len() as u16 + 1,
+            bytes,
+        })
     }
 
     /// Form byte followed by the identifier bytes.
@@ -213,9 +219,13 @@ impl fmt::Display for ClientKey {
     /// `id:01:aa:bb…` for client identifiers, `hw:01:aa:bb…` for htype+chaddr.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.as_bytes();
-        f.write_str(if b[0] == Self::FORM_CLIENT_ID { "id" } else { "hw" })?;
-        for (i, x) in b[1..].iter().enumerate() {
-            write!(f, "{}{x:02x}", if i == 0 { ":" } else { ":" })?;
+        f.write_str(if b[0] == Self::FORM_CLIENT_ID {
+            "id"
+        } else {
+            "hw"
+        })?;
+        for x in &b[1..] {
+            write!(f, ":{x:02x}")?;
         }
         Ok(())
     }
@@ -292,7 +302,10 @@ impl Lease4 {
     /// Read a record written by [`Self::encode`].
     pub fn decode(b: &[u8]) -> Result<Self, LeaseError> {
         if b.len() < Self::FIXED_LEN {
-            return Err(LeaseError::Truncated { len: b.len(), need: Self::FIXED_LEN });
+            return Err(LeaseError::Truncated {
+                len: b.len(),
+                need: Self::FIXED_LEN,
+            });
         }
         if b[0] != KIND_V4 {
             return Err(LeaseError::UnknownKind(b[0]));
@@ -357,7 +370,10 @@ mod tests {
         assert_eq!(n, l.encoded_len());
         assert_eq!(Lease4::decode(&buf[..n]).unwrap(), l);
         assert_eq!(&buf[..KEY_LEN], &Lease4::key_of(l.addr));
-        assert!(matches!(Lease4::decode(&buf[..n - 1]), Err(LeaseError::Truncated { .. })));
+        assert!(matches!(
+            Lease4::decode(&buf[..n - 1]),
+            Err(LeaseError::Truncated { .. })
+        ));
     }
 
     #[test]

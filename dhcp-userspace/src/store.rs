@@ -102,7 +102,11 @@ pub fn open(
 ) -> Result<(Vec<ShardStore>, OpenReport), StoreError> {
     let found = existing_shards(data_dir);
     if found != 0 && found != workers {
-        return Err(StoreError::ShardCount { dir: data_dir.display().to_string(), found, wanted: workers });
+        return Err(StoreError::ShardCount {
+            dir: data_dir.display().to_string(),
+            found,
+            wanted: workers,
+        });
     }
     let mut report = OpenReport::default();
     let mut stores = Vec::with_capacity(workers);
@@ -123,18 +127,30 @@ pub fn open(
         })
         .map_err(|source| StoreError::Wal { shard: w, source })?;
         if let Some((index, source)) = bad {
-            return Err(StoreError::Record { shard: w, index, source });
+            return Err(StoreError::Record {
+                shard: w,
+                index,
+                source,
+            });
         }
         report.records += index;
         report.shards.push(rep);
-        stores.push(ShardStore { shard, wal, buf: Box::new([0u8; Lease4::MAX_ENCODED_LEN]) });
+        stores.push(ShardStore {
+            shard,
+            wal,
+            buf: Box::new([0u8; Lease4::MAX_ENCODED_LEN]),
+        });
     }
 
     // Claim every held address; collect the rare double claims.
     let mut conflicts: Vec<(usize, Lease4)> = Vec::new();
     for (w, s) in stores.iter().enumerate() {
         for l in s.shard.iter() {
-            if l.state.holds_address() && !reserved(l.addr) && free.pool_of(l.addr).is_some() && !free.try_take(l.addr) {
+            if l.state.holds_address()
+                && !reserved(l.addr)
+                && free.pool_of(l.addr).is_some()
+                && !free.try_take(l.addr)
+            {
                 conflicts.push((w, l));
             }
         }
@@ -144,14 +160,29 @@ pub fn open(
             .iter()
             .enumerate()
             .filter(|&(v, _)| v != w)
-            .find_map(|(v, s)| s.shard.get_by_addr(l.addr).filter(|o| o.state.holds_address()).map(|o| (v, o)));
+            .find_map(|(v, s)| {
+                s.shard
+                    .get_by_addr(l.addr)
+                    .filter(|o| o.state.holds_address())
+                    .map(|o| (v, o))
+            });
         let Some((v, other)) = holder else { continue };
-        let (loser_shard, mut loser) = if (l.expires, l.cltt) > (other.expires, other.cltt) { (v, other) } else { (w, l) };
+        let (loser_shard, mut loser) = if (l.expires, l.cltt) > (other.expires, other.cltt) {
+            (v, other)
+        } else {
+            (w, l)
+        };
         loser.state = BindingState::Released;
         let st = &mut stores[loser_shard];
         st.shard.upsert(loser);
-        st.append(&loser).map_err(|source| StoreError::Wal { shard: loser_shard, source })?;
-        st.wal.commit().map_err(|source| StoreError::Wal { shard: loser_shard, source })?;
+        st.append(&loser).map_err(|source| StoreError::Wal {
+            shard: loser_shard,
+            source,
+        })?;
+        st.wal.commit().map_err(|source| StoreError::Wal {
+            shard: loser_shard,
+            source,
+        })?;
         report.conflicts_resolved += 1;
     }
     Ok((stores, report))
@@ -179,10 +210,18 @@ mod tests {
     }
 
     fn pools() -> Vec<PoolRange> {
-        vec![PoolRange { id: 1, subnet_id: 1, start: Ipv4Addr::new(10, 0, 0, 10), end: Ipv4Addr::new(10, 0, 0, 200) }]
+        vec![PoolRange {
+            id: 1,
+            subnet_id: 1,
+            start: Ipv4Addr::new(10, 0, 0, 10),
+            end: Ipv4Addr::new(10, 0, 0, 200),
+        }]
     }
 
-    const OPTS: WalOptions = WalOptions { segment_size: 1 << 16, durability: Durability::Fsync };
+    const OPTS: WalOptions = WalOptions {
+        segment_size: 1 << 16,
+        durability: Durability::Fsync,
+    };
 
     #[test]
     fn reopen_restores_records_and_claims() {
@@ -246,6 +285,16 @@ mod tests {
         drop(open(dir.path(), 2, OPTS, &free, &|_| false).unwrap());
         let free = FreeMap::new(&pools(), 3, &|_| false).unwrap();
         let err = open(dir.path(), 3, OPTS, &free, &|_| false).unwrap_err();
-        assert!(matches!(err, StoreError::ShardCount { found: 2, wanted: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::ShardCount {
+                    found: 2,
+                    wanted: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -13,7 +13,11 @@ use twinlease::wire::v4::{MessageType, OptionIter, Packet, ReplyHeader, ReplyWri
 const GIADDR: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn config(dir: &Path, port: u16, relay_port: u16, durability: &str) -> String {
@@ -63,17 +67,29 @@ fn mac(i: u32) -> [u8; 6] {
 impl Relay {
     fn new(server_port: u16) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        Self { sock, server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, server_port) }
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            sock,
+            server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, server_port),
+        }
     }
 
     fn port(&self) -> u16 {
         self.sock.local_addr().unwrap().port()
     }
 
-    fn send(&self, kind: MessageType, i: u32, xid: u32, ciaddr: Ipv4Addr, requested: Option<Ipv4Addr>, server_id: Option<Ipv4Addr>) {
-        let mut chaddr = [0u8; 16];
-        chaddr[..6].copy_from_slice(&mac(i));
+    fn send(
+        &self,
+        kind: MessageType,
+        i: u32,
+        xid: u32,
+        ciaddr: Ipv4Addr,
+        requested: Option<Ipv4Addr>,
+        server_id: Option<Ipv4Addr>,
+    ) {
+        let mut hw = [0u8; 16];
+        hw[..6].copy_from_slice(&mac(i));
         let hdr = ReplyHeader {
             op: 1,
             htype: 1,
@@ -86,7 +102,7 @@ impl Relay {
             yiaddr: Ipv4Addr::UNSPECIFIED,
             siaddr: Ipv4Addr::UNSPECIFIED,
             giaddr: GIADDR,
-            chaddr,
+            chaddr: hw,
         };
         let mut buf = [0u8; 600];
         let mut w = ReplyWriter::new(&mut buf, &hdr).unwrap();
@@ -122,7 +138,15 @@ impl Relay {
                 _ => {}
             }
         }
-        Some((Reply { kind, xid: p.xid(), yiaddr: p.yiaddr(), lease_time }, sid))
+        Some((
+            Reply {
+                kind,
+                xid: p.xid(),
+                yiaddr: p.yiaddr(),
+                lease_time,
+            },
+            sid,
+        ))
     }
 
     /// Wait for the reply with this xid (bounded).
@@ -138,13 +162,27 @@ impl Relay {
         None
     }
 
-    /// DISCOVER + REQUEST for client `i`; the ACKed address.
+    /// DISCOVER + REQUEST for client `i`; the address it was given.
     fn dora(&self, i: u32) -> Option<Ipv4Addr> {
-        let xid = i.wrapping_mul(2654435761);
-        self.send(MessageType::Discover, i, xid, Ipv4Addr::UNSPECIFIED, None, None);
+        let xid = i.wrapping_mul(2_654_435_761);
+        self.send(
+            MessageType::Discover,
+            i,
+            xid,
+            Ipv4Addr::UNSPECIFIED,
+            None,
+            None,
+        );
         let (offer, sid) = self.wait(xid)?;
         assert_eq!(offer.kind, MessageType::Offer as u8);
-        self.send(MessageType::Request, i, xid ^ 1, Ipv4Addr::UNSPECIFIED, Some(offer.yiaddr), sid);
+        self.send(
+            MessageType::Request,
+            i,
+            xid ^ 1,
+            Ipv4Addr::UNSPECIFIED,
+            Some(offer.yiaddr),
+            sid,
+        );
         let (ack, _) = self.wait(xid ^ 1)?;
         (ack.kind == MessageType::Ack as u8).then_some(ack.yiaddr)
     }
@@ -185,14 +223,26 @@ fn wait_ready(relay: &Relay, probe: u32) -> Ipv4Addr {
 }
 
 fn leases(data_dir: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(bin()).args(["leases", "--data-dir"]).arg(data_dir).output().unwrap();
-    assert!(out.status.success(), "twinlease leases failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let out = Command::new(bin())
+        .args(["leases", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "twinlease leases failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn stop(mut p: Proc) {
     // Safety: sending SIGTERM to our own child process.
-    unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(libc::pid_t::try_from(p.0.id()).unwrap(), libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
         if p.0.try_wait().unwrap().is_some() {
@@ -208,9 +258,16 @@ fn dora_renew_release_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::new(0);
     let port = free_port();
-    let relay = Relay { server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), ..relay };
+    let relay = Relay {
+        server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+        ..relay
+    };
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, config(&dir.path().join("data"), port, relay.port(), "fsync")).unwrap();
+    std::fs::write(
+        &cfg,
+        config(&dir.path().join("data"), port, relay.port(), "fsync"),
+    )
+    .unwrap();
     let srv = spawn_server(&cfg);
     let first = wait_ready(&relay, 1);
 
@@ -223,19 +280,35 @@ fn dora_renew_release_and_restart() {
     }
     // Renewal of client 2 keeps its address (INIT-REBOOT style request, RFC 2131 §4.3.2).
     let a2 = *got.iter().find(|(_, c)| **c == 2).unwrap().0;
-    relay.send(MessageType::Request, 2, 77, Ipv4Addr::UNSPECIFIED, Some(a2), None);
+    relay.send(
+        MessageType::Request,
+        2,
+        77,
+        Ipv4Addr::UNSPECIFIED,
+        Some(a2),
+        None,
+    );
     let (r, _) = relay.wait(77).unwrap();
     assert_eq!((r.kind, r.yiaddr), (MessageType::Ack as u8, a2));
     assert_eq!(r.lease_time, Some(3600));
     // Release by client 3.
     let a3 = *got.iter().find(|(_, c)| **c == 3).unwrap().0;
-    relay.send(MessageType::Release, 3, 78, a3, None, Some(Ipv4Addr::LOCALHOST));
+    relay.send(
+        MessageType::Release,
+        3,
+        78,
+        a3,
+        None,
+        Some(Ipv4Addr::LOCALHOST),
+    );
     std::thread::sleep(Duration::from_millis(300));
     stop(srv);
 
     let ls = leases(&dir.path().join("data"));
     let state = |a: Ipv4Addr| {
-        ls.iter().find(|l| l["addr"] == a.to_string()).map(|l| l["state"].as_str().unwrap().to_owned())
+        ls.iter()
+            .find(|l| l["addr"] == a.to_string())
+            .map(|l| l["state"].as_str().unwrap().to_owned())
     };
     assert_eq!(state(first).as_deref(), Some("active"));
     assert_eq!(state(a2).as_deref(), Some("active"));
@@ -272,7 +345,10 @@ fn kill_dash_nine_loses_no_acked_lease() {
         next += count;
         let stop_at = Instant::now() + Duration::from_millis(300 + 200 * u64::from(round));
         let mut offers: HashSet<u32> = HashSet::new();
-        let r2 = Relay { sock: sender, server };
+        let r2 = Relay {
+            sock: sender,
+            server,
+        };
         let mut i = start;
         let mut killed = false;
         let mut srv = Some(srv);
@@ -280,15 +356,27 @@ fn kill_dash_nine_loses_no_acked_lease() {
         while Instant::now() < deadline {
             if i < start + count {
                 for _ in 0..20 {
-                    r2.send(MessageType::Discover, i, i, Ipv4Addr::UNSPECIFIED, None, None);
+                    r2.send(
+                        MessageType::Discover,
+                        i,
+                        i,
+                        Ipv4Addr::UNSPECIFIED,
+                        None,
+                        None,
+                    );
                     i += 1;
                 }
             }
             // Drain replies: REQUEST every OFFER, record every ACK.
             let mut buf = [0u8; 1500];
-            relay.sock.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+            relay
+                .sock
+                .set_read_timeout(Some(Duration::from_millis(2)))
+                .unwrap();
             while let Ok((n, _)) = relay.sock.recv_from(&mut buf) {
-                let Ok(p) = Packet::new_checked(&buf[..n]) else { continue };
+                let Ok(p) = Packet::new_checked(&buf[..n]) else {
+                    continue;
+                };
                 let kind = OptionIter::new(&buf[..n])
                     .filter_map(Result::ok)
                     .find(|(c, _)| *c == opt::MESSAGE_TYPE)
@@ -298,11 +386,22 @@ fn kill_dash_nine_loses_no_acked_lease() {
                 let client = u32::from_be_bytes([ch[2], ch[3], ch[4], ch[5]]);
                 match kind {
                     Some(2) if offers.insert(client) => {
-                        r2.send(MessageType::Request, client, p.xid(), Ipv4Addr::UNSPECIFIED, Some(p.yiaddr()), Some(Ipv4Addr::LOCALHOST));
+                        r2.send(
+                            MessageType::Request,
+                            client,
+                            p.xid(),
+                            Ipv4Addr::UNSPECIFIED,
+                            Some(p.yiaddr()),
+                            Some(Ipv4Addr::LOCALHOST),
+                        );
                     }
                     Some(5) => {
                         let prev = acked.insert(p.yiaddr(), ch);
-                        assert!(prev.is_none() || prev == Some(ch), "{} ACKed to two clients", p.yiaddr());
+                        assert!(
+                            prev.is_none() || prev == Some(ch),
+                            "{} ACKed to two clients",
+                            p.yiaddr()
+                        );
                     }
                     _ => {}
                 }
@@ -326,14 +425,28 @@ fn kill_dash_nine_loses_no_acked_lease() {
         let mut bound: HashMap<String, String> = HashMap::new();
         for l in &ls {
             if l["state"] == "active" {
-                let prev = bound.insert(l["addr"].as_str().unwrap().to_owned(), l["chaddr"].as_str().unwrap().to_owned());
+                let prev = bound.insert(
+                    l["addr"].as_str().unwrap().to_owned(),
+                    l["chaddr"].as_str().unwrap().to_owned(),
+                );
                 assert!(prev.is_none(), "address {} bound twice", l["addr"]);
             }
         }
         for (a, m) in &acked {
-            let m = format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
-            assert_eq!(bound.get(&a.to_string()), Some(&m), "ACKed lease {a} for {m} lost after kill -9 (round {round})");
+            let m = format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            );
+            assert_eq!(
+                bound.get(&a.to_string()),
+                Some(&m),
+                "ACKed lease {a} for {m} lost after kill -9 (round {round})"
+            );
         }
-        assert!(acked.len() > 10, "round {round}: too few ACKs ({}) to mean anything", acked.len());
+        assert!(
+            acked.len() > 10,
+            "round {round}: too few ACKs ({}) to mean anything",
+            acked.len()
+        );
     }
 }

@@ -19,7 +19,12 @@ pub fn build_v4(config: &Config) -> (v4::Engine, Vec<PoolRange>) {
         let mut pools = Vec::with_capacity(s.pool.len());
         for p in &s.pool {
             let id = ranges.len() as u32 + 1;
-            ranges.push(PoolRange { id, subnet_id: s.id, start: p.start, end: p.end });
+            ranges.push(PoolRange {
+                id,
+                subnet_id: s.id,
+                start: p.start,
+                end: p.end,
+            });
             pools.push((id, p.start, p.end));
         }
         let mut sub = v4::Subnet {

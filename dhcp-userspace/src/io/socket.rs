@@ -32,7 +32,7 @@ pub enum SocketError {
         #[source]
         source: io::Error,
     },
-    /// The raw (AF_PACKET) sender could not be opened.
+    /// The raw (`AF_PACKET`) sender could not be opened.
     #[error("cannot open the raw packet sender: {0}")]
     Raw(#[source] io::Error),
 }
@@ -53,19 +53,29 @@ pub struct Interface {
 impl Interface {
     /// Look an interface up by name.
     pub fn lookup(name: &str) -> Result<Self, SocketError> {
-        let err = |source| SocketError::Interface { name: name.to_owned(), source };
-        let cname = std::ffi::CString::new(name).map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let err = |source| SocketError::Interface {
+            name: name.to_owned(),
+            source,
+        };
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
         // Safety: cname is a valid NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
         if ifindex == 0 {
             return Err(err(io::Error::last_os_error()));
         }
-        let mac_text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).map_err(err)?;
+        let mac_text =
+            std::fs::read_to_string(format!("/sys/class/net/{name}/address")).map_err(err)?;
         let mut mac = [0u8; 6];
         for (i, part) in mac_text.trim().split(':').take(6).enumerate() {
             mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
         }
-        Ok(Self { name: name.to_owned(), ifindex, addr: ipv4_of(name), mac })
+        Ok(Self {
+            name: name.to_owned(),
+            ifindex,
+            addr: ipv4_of(name),
+            mac,
+        })
     }
 }
 
@@ -91,8 +101,9 @@ pub fn ipv4_of(name: &str) -> Option<Ipv4Addr> {
         // Safety: ifa_addr is non-null and points at a sockaddr of at least sa_family's size.
         let family = unsafe { (*ifa.ifa_addr).sa_family };
         if n.to_bytes() == name.as_bytes() && i32::from(family) == libc::AF_INET {
-            // Safety: the family is AF_INET, so the sockaddr is a sockaddr_in.
-            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+            // Safety: the family is AF_INET, so the sockaddr is a sockaddr_in; read_unaligned
+            // makes no assumption about its alignment.
+            let sin = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned() };
             found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
             break;
         }
@@ -181,14 +192,25 @@ impl Receiver {
     /// Wait up to `timeout_ms` for datagrams, then receive as many as are queued (up to the
     /// batch size). Returns how many; [`Self::packet`] reads them.
     pub fn recv(&mut self, timeout_ms: i32) -> io::Result<usize> {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // Safety: one valid pollfd.
         let r = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
         if r <= 0 {
-            return if r == 0 { Ok(0) } else { Err(io::Error::last_os_error()) };
+            return if r == 0 {
+                Ok(0)
+            } else {
+                Err(io::Error::last_os_error())
+            };
         }
         for i in 0..self.bufs.len() {
-            self.iov[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: SLOT };
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&raw mut self.names[i]).cast();
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -211,9 +233,13 @@ impl Receiver {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
         }
-        Ok(n as usize)
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Datagram `i` of the last [`Self::recv`]: its bytes and metadata.
@@ -221,7 +247,10 @@ impl Receiver {
     pub fn packet(&self, i: usize) -> (&[u8], RxMeta) {
         let len = (self.hdrs[i].msg_len as usize).min(SLOT);
         let name = &self.names[i];
-        let src = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port));
+        let src = SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
+            u16::from_be(name.sin_port),
+        );
         let (ifindex, dst) = pktinfo(&self.hdrs[i].msg_hdr);
         (&self.bufs[i][..len], RxMeta { src, dst, ifindex })
     }
@@ -235,8 +264,13 @@ fn pktinfo(h: &libc::msghdr) -> (u32, Ipv4Addr) {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
             if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                let pi = libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().read_unaligned();
-                return (pi.ipi_ifindex as u32, Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr)));
+                let pi = libc::CMSG_DATA(c)
+                    .cast::<libc::in_pktinfo>()
+                    .read_unaligned();
+                return (
+                    u32::try_from(pi.ipi_ifindex).unwrap_or(0),
+                    Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr)),
+                );
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
@@ -303,7 +337,12 @@ impl Sender {
     /// Queue the datagram written into [`Self::next_buf`].
     pub fn push(&mut self, len: usize, dst: SocketAddrV4, ifindex: u32, src: Ipv4Addr) {
         debug_assert!(self.meta.len() < self.bufs.len());
-        self.meta.push(TxMeta { dst, ifindex, src, len });
+        self.meta.push(TxMeta {
+            dst,
+            ifindex,
+            src,
+            len,
+        });
     }
 
     /// Queued datagrams.
@@ -331,10 +370,15 @@ impl Sender {
             self.names[i] = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: m.dst.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*m.dst.ip()).to_be() },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*m.dst.ip()).to_be(),
+                },
                 sin_zero: [0; 8],
             };
-            self.iov[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: m.len };
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: m.len,
+            };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&raw mut self.names[i]).cast();
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -355,11 +399,15 @@ impl Sender {
                     (*c).cmsg_type = libc::IP_PKTINFO;
                     (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize;
                     let pi = libc::in_pktinfo {
-                        ipi_ifindex: m.ifindex as libc::c_int,
-                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(m.src).to_be() },
+                        ipi_ifindex: libc::c_int::try_from(m.ifindex).unwrap_or(0),
+                        ipi_spec_dst: libc::in_addr {
+                            s_addr: u32::from(m.src).to_be(),
+                        },
                         ipi_addr: libc::in_addr { s_addr: 0 },
                     };
-                    libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().write_unaligned(pi);
+                    libc::CMSG_DATA(c)
+                        .cast::<libc::in_pktinfo>()
+                        .write_unaligned(pi);
                 }
             }
         }
@@ -370,7 +418,12 @@ impl Sender {
         while off < n && spins < 64 {
             // Safety: headers [off, n) point at live buffers owned by self.
             let r = unsafe {
-                libc::sendmmsg(self.sock.as_raw_fd(), self.hdrs[off..n].as_mut_ptr(), (n - off) as libc::c_uint, 0)
+                libc::sendmmsg(
+                    self.sock.as_raw_fd(),
+                    self.hdrs[off..n].as_mut_ptr(),
+                    (n - off) as libc::c_uint,
+                    0,
+                )
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
@@ -384,8 +437,9 @@ impl Sender {
                 off += 1;
                 continue;
             }
-            sent += r as usize;
-            off += r as usize;
+            let r = usize::try_from(r).unwrap_or(0);
+            sent += r;
+            off += r;
         }
         failed += n - off;
         self.meta.clear();
@@ -402,11 +456,15 @@ pub struct RawSender {
 }
 
 impl RawSender {
-    /// Open the sender (needs CAP_NET_RAW).
+    /// Open the sender (needs `CAP_NET_RAW`).
     pub fn open() -> Result<Self, SocketError> {
         // Safety: plain socket(2) call; the result is checked and owned below.
         let fd = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, i32::from((libc::ETH_P_IP as u16).to_be()))
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                i32::from((libc::ETH_P_IP as u16).to_be()),
+            )
         };
         if fd < 0 {
             return Err(SocketError::Raw(io::Error::last_os_error()));
@@ -421,12 +479,19 @@ impl RawSender {
         sll.sll_protocol = 0;
         // Safety: valid fd and sockaddr of the stated size.
         let rc = unsafe {
-            libc::bind(fd.as_raw_fd(), (&raw const sll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
         };
         if rc != 0 {
             return Err(SocketError::Raw(io::Error::last_os_error()));
         }
-        Ok(Self { fd, frame: [0u8; SLOT + 28] })
+        Ok(Self {
+            fd,
+            frame: [0u8; SLOT + 28],
+        })
     }
 
     /// Send `payload` as UDP `src:sport → dst:dport` to `mac` on `ifindex`.
@@ -443,7 +508,8 @@ impl RawSender {
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
+        sll.sll_ifindex =
+            i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         sll.sll_halen = 6;
         sll.sll_addr[..6].copy_from_slice(&mac);
         // Safety: valid fd, buffer of n bytes, sockaddr of the stated size.
@@ -457,13 +523,22 @@ impl RawSender {
                 size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }
 
 /// Write an IPv4 header (no options, DF clear, TTL 64) and a UDP header with checksums in
 /// front of `payload` into `out`; returns the datagram length.
-pub fn build_ipv4_udp(out: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> io::Result<usize> {
+pub fn build_ipv4_udp(
+    out: &mut [u8],
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: &[u8],
+) -> io::Result<usize> {
     let total = 28 + payload.len();
     if total > out.len() || total > usize::from(u16::MAX) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
@@ -489,7 +564,8 @@ pub fn build_ipv4_udp(out: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, payl
     // RFC 768: pseudo-header of source, destination, protocol and UDP length.
     let mut pseudo = 0u32;
     for w in [&src.ip().octets(), &dst.ip().octets()] {
-        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]])) + u32::from(u16::from_be_bytes([w[2], w[3]]));
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]))
+            + u32::from(u16::from_be_bytes([w[2], w[3]]));
     }
     pseudo += 17 + u32::from(ulen);
     let mut usum = checksum(&o[20..], pseudo);
@@ -537,7 +613,8 @@ mod tests {
         assert_eq!(checksum(&out[..20], 0), 0);
         let mut pseudo = 0u32;
         for w in [[192u8, 0, 2, 1], [192, 0, 2, 100]] {
-            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]])) + u32::from(u16::from_be_bytes([w[2], w[3]]));
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]))
+                + u32::from(u16::from_be_bytes([w[2], w[3]]));
         }
         pseudo += 17 + (n as u32 - 20);
         assert_eq!(checksum(&out[20..n], pseudo), 0);
@@ -553,7 +630,12 @@ mod tests {
         for i in 0..5u8 {
             let b = tx.next_buf().unwrap();
             b[0] = i;
-            tx.push(1, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), 0, Ipv4Addr::UNSPECIFIED);
+            tx.push(
+                1,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+                0,
+                Ipv4Addr::UNSPECIFIED,
+            );
         }
         assert_eq!(tx.flush(), (5, 0));
         let mut rx = Receiver::new(&srv, 8);
