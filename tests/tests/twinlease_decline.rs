@@ -230,7 +230,11 @@ fn udhcpc_declines_an_address_in_use_and_the_server_quarantines_it() -> Result<(
         .get(&x)
         .cloned()
         .ok_or_else(|| Error(format!("{x} missing from the store: {store:?}")))?;
-    assert_eq!(abandoned.state, "abandoned", "{abandoned:?}\n{store:?}");
+    assert_eq!(
+        abandoned.state, "abandoned",
+        "{x} was declined at [{t0}, {t1}] and must stay quarantined for {PROBATION_SECS} s, \
+         also once the decliner is bound to {y}: {abandoned:?}\n{store:?}"
+    );
     let probation = u64::from(PROBATION_SECS);
     assert!(
         (t0 + probation..=t1 + probation + 1).contains(&abandoned.expires),
