@@ -309,11 +309,17 @@ impl Engine {
             MessageType::Discover => cx.discover(shard, free, out, changes),
             MessageType::Request => cx.request(ingress, shard, free, out, changes),
             MessageType::Release => cx.release(shard, free, changes),
-            MessageType::Decline => cx.decline(shard, changes),
+            MessageType::Decline => cx.decline(shard, free, changes),
             MessageType::Inform => cx.inform(out),
             _ => Verdict::Drop("unexpected_message_type"),
         }
     }
+}
+
+/// Bytes an option with a value of `len` bytes takes, split into instances of at most 252
+/// bytes (RFC 3396 §6; 252 is the writer's split for address lists, the tighter of the two).
+fn encoded_len(len: usize) -> usize {
+    len + 2 * len.div_ceil(252).max(1)
 }
 
 /// One request being decided.
@@ -444,7 +450,9 @@ impl Cx<'_, '_> {
     ) {
         if let Some(old) = self.own_record(shard)
             && old.addr != addr
-            && old.state.holds_address()
+            // Only a live binding is given up; a DECLINEd (ABANDONED) address stays
+            // quarantined for its probation (RFC 2131 §4.3.3).
+            && old.state == BindingState::Active
             && old.client == self.key
         {
             let mut r = old;
@@ -625,7 +633,7 @@ impl Cx<'_, '_> {
     }
 
     /// RFC 2131 §4.3.3: the client found the address in use; quarantine it.
-    fn decline(&self, shard: &mut Shard, changes: &mut Vec<Lease4>) -> Verdict {
+    fn decline(&self, shard: &mut Shard, free: &FreeMap, changes: &mut Vec<Lease4>) -> Verdict {
         if self.req.server_id.is_some_and(|s| s != self.server_id) {
             return Verdict::Silent("other_server");
         }
@@ -643,7 +651,16 @@ impl Cx<'_, '_> {
         if !held {
             return Verdict::Drop("decline_unknown_binding");
         }
-        self.drop_offer(shard);
+        // An offer the client holds at another address is cancelled: give that address back,
+        // or nothing would ever free it (the shard's sweep only frees offers it still holds).
+        if let Some(a) = self.drop_offer(shard)
+            && a != addr
+            && shard
+                .get_by_addr(a)
+                .is_none_or(|l| !l.state.holds_address())
+        {
+            free.give_back(a);
+        }
         let until = self
             .now
             .saturating_add(self.engine.settings.decline_probation_secs);
@@ -680,6 +697,7 @@ impl Cx<'_, '_> {
         }
         let _ = w.option(opt::MESSAGE, why.as_bytes());
         self.echo_options(&mut w);
+        self.echo_relay_info(&mut w);
         let len = w.finish();
         // RFC 2131 §4.1: with giaddr zero, DHCPNAK is always broadcast.
         let dest = if req.giaddr.is_unspecified() {
@@ -724,9 +742,21 @@ impl Cx<'_, '_> {
         if let Some(a) = self.req.subnet_selection {
             let _ = w.option_ip(opt::SUBNET_SELECTION, a);
         }
+    }
+
+    /// RFC 3046 §2.2: the server SHOULD copy the relay agent information option as the last
+    /// option of the reply (callers keep [`Self::relay_info_room`] bytes free for it).
+    fn echo_relay_info(&self, w: &mut ReplyWriter<'_>) {
         if let Some(ri) = self.req.relay_agent_info {
             let _ = w.option(opt::RELAY_AGENT_INFO, ri);
         }
+    }
+
+    /// Bytes the relay agent information option will take in the reply.
+    fn relay_info_room(&self) -> usize {
+        self.req
+            .relay_agent_info
+            .map_or(0, |ri| encoded_len(ri.len()))
     }
 
     /// Build OFFER/ACK (with `lease_time`) or the INFORM ACK (without).
@@ -760,10 +790,12 @@ impl Cx<'_, '_> {
         if let Some(t) = lease_time {
             // RFC 2131 §4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease time; the
             // configured values apply to the configured lease time.
-            let (t1, t2) = if t == s.lease_time {
+            let (t1, t2) = if t == s.lease_time || s.lease_time == 0 {
                 (s.t1, s.t2)
             } else {
-                (t / 2, t / 8 * 7)
+                // A clamped or requested lease time keeps the configured T1/T2 proportions.
+                let scale = |x: u32| (u64::from(t) * u64::from(x) / u64::from(s.lease_time)) as u32;
+                (scale(s.t1), scale(s.t2))
             };
             ok = ok
                 && w.option_u32(opt::LEASE_TIME, t).is_ok()
@@ -777,11 +809,27 @@ impl Cx<'_, '_> {
         if !ok {
             return Verdict::Drop("reply_buffer");
         }
-        // Echo options first so a small max-message-size never drops them.
+        // Echo options first so a small max-message-size never drops them; option 82 goes
+        // last, and the room it needs is kept free while optional options are added.
         self.echo_options(&mut w);
+        let room = self.relay_info_room();
         // RFC 2132 §9.8: when the client sent a parameter request list, send what it asked for
         // in its order; otherwise the usual set. Options that no longer fit are skipped.
         let put = |w: &mut ReplyWriter<'_>, code: u8| -> bool {
+            let value_len = match code {
+                opt::ROUTER => 4 * s.routers.len(),
+                opt::DNS => 4 * s.dns_servers.len(),
+                opt::DOMAIN_NAME => s.domain_name.as_ref().map_or(0, Vec::len),
+                opt::BROADCAST => 4,
+                c => s
+                    .options
+                    .iter()
+                    .find(|(oc, _)| *oc == c)
+                    .map_or(0, |(_, v)| v.len()),
+            };
+            if w.remaining() < encoded_len(value_len) + room {
+                return false;
+            }
             match code {
                 opt::ROUTER if !s.routers.is_empty() => {
                     w.option_ips(opt::ROUTER, &s.routers).is_ok()
@@ -818,6 +866,7 @@ impl Cx<'_, '_> {
                 put(&mut w, *c);
             }
         }
+        self.echo_relay_info(&mut w);
         let len = w.finish();
         Verdict::Reply {
             kind,

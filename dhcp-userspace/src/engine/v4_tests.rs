@@ -936,6 +936,22 @@ fn decline_quarantines_until_probation_end() {
     assert_eq!(o.reply().yiaddr, a);
 }
 
+/// RFC 2131 §4.3.3: the declined address stays quarantined when the decliner then binds
+/// another address (its ABANDONED record is not "released" by the new binding).
+#[test]
+fn decline_then_new_lease_keeps_quarantine() {
+    let mut fx = Fx::new();
+    let a = fx.lease(&discover(1), T0);
+    let _ = fx.send(&discover(1).decline(a), T0 + 1);
+    let b = fx.lease(&discover(1), T0 + 2);
+    assert_ne!(b, a);
+    assert!(!fx.free.is_free(a));
+    assert_eq!(fx.lease_at(a).unwrap().state, BindingState::Abandoned);
+    let o = fx.send(&discover(1).init_reboot(b), T0 + 3);
+    assert_eq!(o.kind(), Some(MessageType::Ack));
+    assert!(!fx.free.is_free(a));
+}
+
 /// RFC 2131 §4.3.3: a DECLINE of an address the client was never given is dropped (a client
 /// cannot quarantine others' addresses).
 #[test]
@@ -949,6 +965,35 @@ fn decline_of_unheld_address_dropped() {
     let o = fx.send(&discover(2).decline(ip(10, 0, 0, 107)), T0 + 1);
     assert_eq!(o.verdict, Verdict::Drop("decline_unknown_binding"));
     assert!(fx.free.is_free(ip(10, 0, 0, 107)));
+}
+
+/// RFC 2131 §4.3.3: declining a bound address while an offer is held for the client at
+/// another address (e.g. a binding learnt from a failover partner) must not leak the offered
+/// address: it is free again once the decline cancelled the offer.
+#[test]
+fn decline_with_other_offer_does_not_leak_it() {
+    let mut fx = Fx::new();
+    let m = discover(1);
+    let a = fx.lease(&m, T0);
+    let y = (100..=109)
+        .map(|d| ip(10, 0, 0, d))
+        .find(|&x| x != a)
+        .unwrap();
+    assert!(fx.free.try_take(y));
+    let shards = fx.shards.len();
+    let shard = &mut fx.shards[m.key().shard(shards)];
+    let mut held = shard.lease_of(&m.key(), 1).unwrap();
+    held.addr = y;
+    held.state = BindingState::Free;
+    shard.hold_offer(held, T0 + HOLD);
+    let o = fx.send(&m.decline(a), T0 + 1);
+    assert_eq!(
+        o.changes.last().map(|l| l.state),
+        Some(BindingState::Abandoned)
+    );
+    fx.reclaim(T0 + 10 * HOLD);
+    assert!(fx.free.is_free(y), "the cancelled offer's address leaked");
+    assert!(!fx.free.is_free(a));
 }
 
 /// RFC 2131 §4.3.5: DHCPINFORM gets a DHCPACK with no lease time, yiaddr 0, ciaddr echoed
@@ -1162,6 +1207,10 @@ fn option_82_echoed_verbatim() {
     );
     assert_eq!(o.kind(), Some(MessageType::Nak));
     assert_eq!(o.reply().opts[&opt::RELAY_AGENT_INFO], ri);
+    // RFC 3046 §2.2: copied as the last option of the reply.
+    assert_eq!(o.reply().order.last(), Some(&opt::RELAY_AGENT_INFO));
+    let o = fx.send(&discover(3).relay(ip(10, 1, 0, 1)).agent_info(&ri), T0);
+    assert_eq!(o.reply().order.last(), Some(&opt::RELAY_AGENT_INFO));
 }
 
 /// RFC 6842 §3: the server MUST return the client identifier in OFFER, ACK and NAK.
@@ -1289,6 +1338,7 @@ id = 7
 subnet = "10.7.0.0/24"
 interface = "eth1"
 lease-time = 300
+rapid-commit = true
 min-lease-time = 60
 max-lease-time = 900
 
@@ -1306,7 +1356,7 @@ fn prop_pool(a: Ipv4Addr) -> bool {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Discover(u8, Option<u8>),
+    Discover(u8, Option<u8>, bool),
     Select(u8, Option<u8>),
     SelectOther(u8),
     InitReboot(u8, u8),
@@ -1322,7 +1372,8 @@ fn op() -> impl Strategy<Value = Op> {
     let c = 0u8..50;
     let a = 5u8..30;
     prop_oneof![
-        4 => (c.clone(), proptest::option::of(a.clone())).prop_map(|(c, a)| Op::Discover(c, a)),
+        4 => (c.clone(), proptest::option::of(a.clone()), proptest::bool::weighted(0.2))
+            .prop_map(|(c, a, r)| Op::Discover(c, a, r)),
         4 => (c.clone(), proptest::option::of(a.clone())).prop_map(|(c, a)| Op::Select(c, a)),
         1 => c.clone().prop_map(Op::SelectOther),
         1 => (c.clone(), a).prop_map(|(c, a)| Op::InitReboot(c, a)),
@@ -1349,10 +1400,10 @@ fn check_invariants(fx: &Fx, acked: &[Ipv4Addr]) -> Result<(), TestCaseError> {
     let mut active: HashMap<Ipv4Addr, ClientKey> = HashMap::new();
     for s in &fx.shards {
         for l in s.iter() {
-            if l.state == BindingState::Active {
-                if let Some(prev) = active.insert(l.addr, l.client) {
-                    prop_assert!(false, "{} active for {} and {}", l.addr, prev, l.client);
-                }
+            if l.state == BindingState::Active
+                && let Some(prev) = active.insert(l.addr, l.client)
+            {
+                prop_assert!(false, "{} active for {} and {}", l.addr, prev, l.client);
             }
             if l.state.holds_address() && l.addr != ip(10, 7, 0, 5) {
                 prop_assert!(prop_pool(l.addr), "{l:?} outside the pool");
@@ -1370,7 +1421,7 @@ fn check_invariants(fx: &Fx, acked: &[Ipv4Addr]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// RFC 2131 §4.3.1-§4.3.4 and §4.1 under random interleavings: no address is ACTIVE for two
     /// clients, every ACK is in its subnet's pool, bound and quarantined addresses are never
@@ -1390,8 +1441,11 @@ proptest! {
                     fx.reclaim(now);
                     None
                 }
-                Op::Discover(c, want) => {
+                Op::Discover(c, want, rapid) => {
                     let mut m = prop_client(c);
+                    if rapid {
+                        m = m.rapid();
+                    }
                     if let Some(d) = want {
                         m = m.want(addr(d));
                     }
