@@ -54,6 +54,9 @@ pub enum DispatchError {
         #[source]
         source: std::io::Error,
     },
+    /// The configured I/O path is not available in this build.
+    #[error("io = \"{0}\" is not available in this build")]
+    IoUnavailable(&'static str),
     /// The pools could not be built.
     #[error("pools: {0}")]
     Pool(#[from] crate::pool::PoolError),
@@ -150,6 +153,9 @@ fn unix_now() -> u32 {
 impl Server {
     /// Open the store, the sockets and start every thread.
     pub fn start(config: &Config) -> Result<Self, DispatchError> {
+        if config.server.io == crate::config::IoMode::Xdp {
+            return Err(DispatchError::IoUnavailable("xdp"));
+        }
         let workers = config.workers();
         let (mut engine, ranges) = crate::engine::build_v4(config);
         let reserved: Vec<Ipv4Addr> = engine.reserved_addresses().collect();

@@ -52,11 +52,45 @@ pub enum Durability {
 /// How packets move between the NIC and the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
-    /// `"socket"`: ordinary UDP/raw sockets through the kernel's stack. The default, and for
-    /// now the only mode the configuration accepts (`"xdp"` is refused until the `AF_XDP` path
-    /// lands).
+    /// `"socket"`: ordinary UDP/raw sockets through the kernel's stack. The default.
     #[default]
     Socket,
+    /// `"xdp"`: an XDP program steers DHCP on the configured interfaces into `AF_XDP`
+    /// sockets, one per receive queue (see [`XdpSettings`]).
+    Xdp,
+}
+
+/// How the XDP program is attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpAttachMode {
+    /// Native (driver) mode when the driver supports it, else generic (skb) mode.
+    #[default]
+    Auto,
+    /// Native mode only; refuse to start when the driver lacks it.
+    Driver,
+    /// Generic (skb) mode: works everywhere, slower.
+    Skb,
+}
+
+/// The `[server.xdp]` table: settings of the XDP/`AF_XDP` path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// XDP attach mode (`attach-mode`: "auto", "driver", "skb"). Default auto.
+    pub attach_mode: XdpAttachMode,
+    /// Busy-poll the `AF_XDP` rings instead of sleeping in poll(2) when idle. Default false.
+    pub busy_poll: bool,
+    /// Descriptors per `AF_XDP` ring (fill, completion, RX, TX): a power of two. Default 2048.
+    pub ring_size: u32,
+    /// UMEM frames per socket. Default 4096.
+    pub frames: u32,
+    /// Queues to serve per interface (0: every receive queue). Default 0.
+    pub queues: u32,
+}
+
+impl Default for XdpSettings {
+    fn default() -> Self {
+        Self { attach_mode: XdpAttachMode::Auto, busy_poll: false, ring_size: 2048, frames: 4096, queues: 0 }
+    }
 }
 
 /// Process-wide settings: the `[server]` table.
@@ -92,6 +126,8 @@ pub struct Server {
     pub reply_port: u16,
     /// UDP port replies to relay agents go to. Default 67 (RFC 2131 §4.1).
     pub relay_port: u16,
+    /// Settings of the XDP path (used when `io = "xdp"`).
+    pub xdp: XdpSettings,
 }
 
 impl Server {
@@ -136,6 +172,7 @@ impl Default for Server {
             wal_segment_mib: Self::DEFAULT_WAL_SEGMENT_MIB,
             reply_port: Self::DEFAULT_REPLY_PORT,
             relay_port: Self::DEFAULT_RELAY_PORT,
+            xdp: XdpSettings::default(),
         }
     }
 }

@@ -85,11 +85,11 @@ fn invalid_example_reports_every_mistake() {
     let path = examples_dir().join("invalid.toml");
     let errs = load(&path).expect_err("invalid.toml is invalid");
     let expected: &[(&str, &str)] = &[
-        ("server.io", "\"xdp\" is not available yet"),
         (
             "server.workers",
             "5000 workers is more than the maximum 1024",
         ),
+        ("server.io", "unknown io mode `quic`"),
         ("server.batch-size", "0 is outside 1..=4096"),
         ("server.listen[0]", "`0.0.0.0` is not an IPv4 address:port"),
         (
@@ -469,7 +469,10 @@ fn durability_and_io_values() {
         "server.durability",
         "expected \"fsync\" or \"none\"",
     );
-    assert_error("[server]\nio = \"xdp\"\n", "server.io", "not available yet");
+    assert_error("[server]\nio = \"xdp\"\n", "server.interfaces", "needs at least one interface");
+    assert_error("[server]\nio = \"quic\"\n", "server.io", "unknown io mode");
+    assert_error("[server.xdp]\nring-size = 1000\n", "server.xdp.ring-size", "power of two");
+    assert_error("[server.xdp]\nattach-mode = \"fast\"\n", "server.xdp.attach-mode", "unknown attach mode");
     assert_error(
         "[server]\nio = \"dpdk\"\n",
         "server.io",

@@ -43,6 +43,18 @@ struct RawServer {
     wal_segment_mib: Option<u32>,
     reply_port: Option<u16>,
     relay_port: Option<u16>,
+    xdp: Option<RawXdp>,
+}
+
+/// The `[server.xdp]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct RawXdp {
+    attach_mode: Option<String>,
+    busy_poll: Option<bool>,
+    ring_size: Option<u32>,
+    frames: Option<u32>,
+    queues: Option<u32>,
 }
 
 /// One `[[subnet4]]` as written. `id` and `subnet` are required, but optional here so that
@@ -238,6 +250,7 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         wal_segment_mib: raw.wal_segment_mib.unwrap_or(d.wal_segment_mib),
         reply_port: raw.reply_port.unwrap_or(d.reply_port),
         relay_port: raw.relay_port.unwrap_or(d.relay_port),
+        xdp: d.xdp.clone(),
     };
 
     if s.data_dir.as_os_str().is_empty() {
@@ -263,15 +276,47 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
     }
     match raw.io.as_deref() {
         None | Some("socket") => s.io = IoMode::Socket,
-        Some("xdp") => c.err(
-            "server.io",
-            "io = \"xdp\" is not available yet (the AF_XDP path is not part of this release); \
-             use io = \"socket\"",
-        ),
+        Some("xdp") => {
+            s.io = IoMode::Xdp;
+            if raw.interfaces.is_empty() {
+                c.err(
+                    "server.interfaces",
+                    "io = \"xdp\" needs at least one interface to attach the XDP program to",
+                );
+            }
+        }
         Some(other) => c.err(
             "server.io",
-            format!("unknown io mode `{other}`: expected \"socket\""),
+            format!("unknown io mode `{other}`: expected \"socket\" or \"xdp\""),
         ),
+    }
+    if let Some(x) = &raw.xdp {
+        let dx = super::model::XdpSettings::default();
+        match x.attach_mode.as_deref() {
+            None | Some("auto") => s.xdp.attach_mode = super::model::XdpAttachMode::Auto,
+            Some("driver") => s.xdp.attach_mode = super::model::XdpAttachMode::Driver,
+            Some("skb") => s.xdp.attach_mode = super::model::XdpAttachMode::Skb,
+            Some(other) => c.err(
+                "server.xdp.attach-mode",
+                format!("unknown attach mode `{other}`: expected \"auto\", \"driver\" or \"skb\""),
+            ),
+        }
+        s.xdp.busy_poll = x.busy_poll.unwrap_or(dx.busy_poll);
+        s.xdp.ring_size = x.ring_size.unwrap_or(dx.ring_size);
+        if !s.xdp.ring_size.is_power_of_two() || !(64..=65_536).contains(&s.xdp.ring_size) {
+            c.err(
+                "server.xdp.ring-size",
+                format!("{} must be a power of two from 64 to 65536", s.xdp.ring_size),
+            );
+        }
+        s.xdp.frames = x.frames.unwrap_or(dx.frames);
+        if !(s.xdp.ring_size..=1 << 20).contains(&s.xdp.frames) {
+            c.err(
+                "server.xdp.frames",
+                format!("{} must be at least ring-size ({}) and at most 1048576", s.xdp.frames, s.xdp.ring_size),
+            );
+        }
+        s.xdp.queues = x.queues.unwrap_or(dx.queues);
     }
 
     match raw.listen {
