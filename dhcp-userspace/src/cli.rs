@@ -44,6 +44,22 @@ pub enum Command {
         #[arg(long)]
         state: Option<String>,
     },
+    /// Show and tune an interface's queues: channel counts, queue IRQs and their affinity.
+    Tune {
+        /// The interface.
+        #[arg(long)]
+        iface: String,
+        /// Queue pairs to configure (combined channels, or rx and tx when the driver has no
+        /// combined channels).
+        #[arg(long)]
+        channels: Option<u32>,
+        /// Cores to spread the queue IRQs over: queue q goes to core LIST[q % len] (e.g. 0,1 or 0-3).
+        #[arg(long)]
+        irq_cores: Option<crate::tune::CoreList>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point of the binary.
@@ -54,6 +70,17 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::CheckConfig { file } => check_config(&file),
         Command::Leases { data_dir, state } => leases(&data_dir, state.as_deref()),
+        Command::Tune {
+            iface,
+            channels,
+            irq_cores,
+            json,
+        } => crate::tune::cli_main(&crate::tune::TuneArgs {
+            iface,
+            channels,
+            irq_cores: irq_cores.map(|c| c.0),
+            json,
+        }),
     }
 }
 

@@ -13,5 +13,6 @@ pub mod io;
 pub mod lease;
 pub mod pool;
 pub mod store;
+pub mod tune;
 pub mod wal;
 pub mod wire;

@@ -98,7 +98,7 @@ fn start(server: Server, topo: &Topology) -> Result<Running, Error> {
             })
         }
         Server::Twinlease => {
-            let bin = twinlease::binary()?;
+            let bin = twinlease::release_binary()?;
             let dir = tempfile::Builder::new().prefix("tl-bench").tempdir()?;
             let data = dir.path().join("data");
             std::fs::create_dir_all(&data)?;
