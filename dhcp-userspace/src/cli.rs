@@ -168,10 +168,26 @@ fn run(path: &Path) -> ExitCode {
         break;
     }
     let stats = std::sync::Arc::clone(&server.stats);
+    for (iface, queue, c) in server.xdp_counters().into_iter().filter(|(_, _, c)| {
+        c.redirected_v4 + c.redirected_v6 + c.passed + c.malformed + c.no_socket > 0
+    }) {
+        tracing::info!(
+            %iface,
+            queue,
+            redirected_v4 = c.redirected_v4,
+            redirected_v6 = c.redirected_v6,
+            passed = c.passed,
+            malformed = c.malformed,
+            no_socket = c.no_socket,
+            "XDP counters"
+        );
+    }
     server.shutdown();
     tracing::info!(
         received = stats.received.load(std::sync::atomic::Ordering::Relaxed),
         sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+        received_xdp = stats.received_xdp.load(std::sync::atomic::Ordering::Relaxed),
+        sent_xdp = stats.sent_xdp.load(std::sync::atomic::Ordering::Relaxed),
         send_failed = stats.send_failed.load(std::sync::atomic::Ordering::Relaxed),
         ring_full = stats.ring_full.load(std::sync::atomic::Ordering::Relaxed),
         commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed),

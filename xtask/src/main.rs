@@ -7,6 +7,7 @@
 mod bench_socket;
 mod demo;
 mod deps;
+mod ebpf;
 
 use std::process::{Command, ExitCode};
 
@@ -20,7 +21,9 @@ commands:
   test [ARGS]    install-deps, then run the whole workspace's tests (ARGS go to the runner)
   demo           run twinlease in namespaces and serve dhclient, udhcpc and perfdhcp
   bench-socket   find the highest rate with <= 1 % loss for Kea and twinlease (socket path);
-                 writes results/<date>-socket.md";
+                 writes results/<date>-socket.md
+  ebpf [--check] rebuild the XDP program into dhcp-ebpf/prebuilt/ (nightly, rust-src,
+                 bpf-linker); --check fails when the committed object is stale";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "demo" => demo::run().map(|()| ExitCode::SUCCESS),
         "bench-socket" => bench_socket::run(rest).map(|()| ExitCode::SUCCESS),
+        "ebpf" => ebpf::run(rest).map(|()| ExitCode::SUCCESS),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

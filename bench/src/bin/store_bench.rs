@@ -2,6 +2,11 @@
 //! two shards), (b) allocation rate (`take_free` + `upsert` of an ACTIVE lease) on one core,
 //! (c) lookups by client in the big store.
 //!
+//! (b) and (c) are timed twice: one request at a time, and in batches of `--batch` requests
+//! the way a worker handles a receive batch: first `Shard::prefetch_client` (allocations: and
+//! `Shard::prefetch_addr` of the claimed address) for every request of the batch (lookups:
+//! then `Shard::prefetch_client_record` too), then the real work.
+//!
 //! ```text
 //! cargo run --release -p twinlease-bench --bin store_bench -- --leases 10000000
 //! ```
@@ -37,6 +42,9 @@ struct Args {
     /// Lookups by client timed on one thread in the big store.
     #[arg(long, default_value_t = 2_000_000)]
     lookups: u32,
+    /// Requests per batch in the batched runs.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
 }
 
 /// `VmRSS` of this process in bytes.
@@ -91,6 +99,55 @@ fn one_pool(n: u32) -> FreeMap {
 fn scrambled(i: u32, n: u32) -> u32 {
     const STEP: u64 = 2_654_435_761;
     ((u64::from(i) * STEP) % u64::from(n)) as u32
+}
+
+/// Seconds to make `args.allocs` allocations (`take_free` + `upsert` of an ACTIVE lease of a
+/// new client) in a fresh one-shard store, in batches of `batch` (1: one at a time, no
+/// prefetch; more: claim the batch's addresses, `prefetch_client` and `prefetch_addr` for
+/// the whole batch, then the upserts).
+fn allocate(args: &Args, now: u32, batch: usize) -> f64 {
+    let free = one_pool(args.allocs);
+    let mut shard = if args.reserve {
+        Shard::with_capacity(0, 1, args.allocs as usize)
+    } else {
+        Shard::new(0, 1)
+    };
+    let mut cursor = 0u32;
+    let t = Instant::now();
+    if batch <= 1 {
+        for i in 0..args.allocs {
+            let (key, mac) = client(i);
+            let addr = free
+                .take_free(1, 0, &mut cursor)
+                .expect("pool sized for every client");
+            shard.upsert(active(addr, &key, mac, now));
+        }
+    } else {
+        let mut reqs: Vec<(ClientKey, [u8; 6], Ipv4Addr)> = Vec::with_capacity(batch);
+        let mut i = 0;
+        while i < args.allocs {
+            let m = (args.allocs - i).min(u32::try_from(batch).unwrap_or(u32::MAX));
+            reqs.clear();
+            reqs.extend((i..i + m).map(|j| {
+                let (key, mac) = client(j);
+                let addr = free
+                    .take_free(1, 0, &mut cursor)
+                    .expect("pool sized for every client");
+                (key, mac, addr)
+            }));
+            for (key, _, addr) in &reqs {
+                shard.prefetch_client(key, 1);
+                shard.prefetch_addr(*addr);
+            }
+            for (key, mac, addr) in &reqs {
+                shard.upsert(active(*addr, key, *mac, now));
+            }
+            i += m;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(shard.len(), args.allocs as usize);
+    secs
 }
 
 fn main() {
@@ -151,32 +208,47 @@ fn main() {
     }
     let lookup_secs = t.elapsed().as_secs_f64();
     assert_eq!(found, lk, "every client has its lease");
+
+    // (c') The same lookups in batches: prefetch the index buckets of the whole batch, then
+    // the records, then look up.
+    let batch = args.batch.max(1);
+    let mut keys: Vec<ClientKey> = Vec::with_capacity(batch);
+    let t = Instant::now();
+    let mut found = 0u32;
+    let mut i = 0;
+    while i < lk {
+        let m = (lk - i).min(u32::try_from(batch).unwrap_or(u32::MAX));
+        keys.clear();
+        keys.extend((i..i + m).map(|j| client(scrambled(j, n)).0));
+        for k in &keys {
+            shards[k.shard(args.shards)].prefetch_client(k, 1);
+        }
+        for k in &keys {
+            shards[k.shard(args.shards)].prefetch_client_record(k, 1);
+        }
+        for k in &keys {
+            if shards[k.shard(args.shards)].get_by_client(k, 1).is_some() {
+                found += 1;
+            }
+        }
+        i += m;
+    }
+    let lookup_batch_secs = t.elapsed().as_secs_f64();
+    assert_eq!(found, lk, "every client has its lease");
     drop(shards);
     drop(free);
 
-    // (b) Allocations on one thread: take_free + upsert into a fresh one-shard store.
-    let free = one_pool(args.allocs);
-    let mut shard = if args.reserve {
-        Shard::with_capacity(0, 1, args.allocs as usize)
-    } else {
-        Shard::new(0, 1)
-    };
-    let mut cursor = 0u32;
-    let t = Instant::now();
-    for i in 0..args.allocs {
-        let (key, mac) = client(i);
-        let addr = free
-            .take_free(1, 0, &mut cursor)
-            .expect("pool sized for every client");
-        shard.upsert(active(addr, &key, mac, now));
-    }
-    let alloc_secs = t.elapsed().as_secs_f64();
-    assert_eq!(shard.len(), args.allocs as usize);
+    // (b) Allocations on one thread: take_free + upsert into a fresh one-shard store, one at a
+    // time, then in batches (prefetch_client for the whole batch first).
+    let alloc_secs = allocate(&args, now, 1);
+    let alloc_batch_secs = allocate(&args, now, batch);
 
     let mib = |b: f64| b / (1024.0 * 1024.0);
     let fill_rate = f64::from(n) / fill_secs;
     let alloc_rate = f64::from(args.allocs) / alloc_secs;
+    let alloc_batch_rate = f64::from(args.allocs) / alloc_batch_secs;
     let lookup_rate = f64::from(lk) / lookup_secs;
+    let lookup_batch_rate = f64::from(lk) / lookup_batch_secs;
     println!(
         "twinlease store benchmark ({} shards{})",
         args.shards,
@@ -204,13 +276,26 @@ fn main() {
     );
     println!(
         "{:<44} {:>12.2} M/s",
-        "allocations per core (take_free + upsert)",
+        format!(
+            "allocs/core, one at a time, {} M shard",
+            args.allocs / 1_000_000
+        ),
         alloc_rate / 1e6
     );
     println!(
         "{:<44} {:>12.2} M/s",
-        "lookups by client per core (10 M store)",
+        format!("allocs/core, batches of {batch} + prefetch"),
+        alloc_batch_rate / 1e6
+    );
+    println!(
+        "{:<44} {:>12.2} M/s",
+        "lookups by client/core, one at a time",
         lookup_rate / 1e6
+    );
+    println!(
+        "{:<44} {:>12.2} M/s",
+        format!("lookups by client/core, batches of {batch}"),
+        lookup_batch_rate / 1e6
     );
     let json = serde_json::json!({
         "bench": "store",
@@ -224,8 +309,11 @@ fn main() {
         "fill_per_sec": fill_rate,
         "allocs": args.allocs,
         "allocs_per_sec_per_core": alloc_rate,
+        "batch": batch,
+        "allocs_per_sec_per_core_batched": alloc_batch_rate,
         "lookups": lk,
         "lookups_per_sec_per_core": lookup_rate,
+        "lookups_per_sec_per_core_batched": lookup_batch_rate,
     });
     println!("{json}");
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 
 pub use model::{
     Config, Durability, IoMode, Ipv4Net, Ipv4NetError, Pool4, RawOption, Reservation4, Server,
-    Subnet4,
+    Subnet4, XdpAttachMode, XdpSettings,
 };
 
 /// One problem in a configuration file, displayed as `FILE: FIELD: REASON` (or `FILE: REASON`

@@ -89,7 +89,13 @@ pub struct XdpSettings {
 
 impl Default for XdpSettings {
     fn default() -> Self {
-        Self { attach_mode: XdpAttachMode::Auto, busy_poll: false, ring_size: 2048, frames: 4096, queues: 0 }
+        Self {
+            attach_mode: XdpAttachMode::Auto,
+            busy_poll: false,
+            ring_size: 2048,
+            frames: 4096,
+            queues: 0,
+        }
     }
 }
 

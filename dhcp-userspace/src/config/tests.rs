@@ -469,10 +469,22 @@ fn durability_and_io_values() {
         "server.durability",
         "expected \"fsync\" or \"none\"",
     );
-    assert_error("[server]\nio = \"xdp\"\n", "server.interfaces", "needs at least one interface");
+    assert_error(
+        "[server]\nio = \"xdp\"\n",
+        "server.interfaces",
+        "needs at least one interface",
+    );
     assert_error("[server]\nio = \"quic\"\n", "server.io", "unknown io mode");
-    assert_error("[server.xdp]\nring-size = 1000\n", "server.xdp.ring-size", "power of two");
-    assert_error("[server.xdp]\nattach-mode = \"fast\"\n", "server.xdp.attach-mode", "unknown attach mode");
+    assert_error(
+        "[server.xdp]\nring-size = 1000\n",
+        "server.xdp.ring-size",
+        "power of two",
+    );
+    assert_error(
+        "[server.xdp]\nattach-mode = \"fast\"\n",
+        "server.xdp.attach-mode",
+        "unknown attach mode",
+    );
     assert_error(
         "[server]\nio = \"dpdk\"\n",
         "server.io",

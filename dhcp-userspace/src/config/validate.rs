@@ -306,14 +306,20 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         if !s.xdp.ring_size.is_power_of_two() || !(64..=65_536).contains(&s.xdp.ring_size) {
             c.err(
                 "server.xdp.ring-size",
-                format!("{} must be a power of two from 64 to 65536", s.xdp.ring_size),
+                format!(
+                    "{} must be a power of two from 64 to 65536",
+                    s.xdp.ring_size
+                ),
             );
         }
         s.xdp.frames = x.frames.unwrap_or(dx.frames);
         if !(s.xdp.ring_size..=1 << 20).contains(&s.xdp.frames) {
             c.err(
                 "server.xdp.frames",
-                format!("{} must be at least ring-size ({}) and at most 1048576", s.xdp.frames, s.xdp.ring_size),
+                format!(
+                    "{} must be at least ring-size ({}) and at most 1048576",
+                    s.xdp.frames, s.xdp.ring_size
+                ),
             );
         }
         s.xdp.queues = x.queues.unwrap_or(dx.queues);

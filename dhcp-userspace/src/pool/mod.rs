@@ -10,10 +10,13 @@
 //!   address and by (client key, subnet), plus the offers it holds, and the incremental
 //!   expiry sweep. Only its worker touches it: no lock on the hot path.
 //! - `table.rs` / `record.rs`: the compact record (52 bytes instead of a `Lease4`'s 290) with
-//!   its key arena, and the slot table with its two 4-byte-per-entry indexes.
+//!   its key arena, and the slot table with its two indexes.
+//! - `index.rs`: the open-addressing index (8 bytes an entry, prefetchable home bucket) both
+//!   indexes use.
 
 mod bitmap;
 mod freemap;
+mod index;
 mod record;
 mod shard;
 mod table;

@@ -1,8 +1,9 @@
 //! A table of compact records with two indexes: by address, and by (client key, subnet).
 //!
 //! Records live in a `Vec` of slots with a list of vacant slots threaded through them. Both
-//! indexes are `hashbrown::HashTable<u32>` holding slot numbers only: the hash is computed
-//! from the record, so an entry costs 4 bytes plus one control byte.
+//! indexes are [`Index`]es (linear probing, 8 bytes an entry: a 32-bit hash and the slot
+//! number), whose home bucket is known from the hash alone, so [`Table::prefetch_client_hash`]
+//! and [`Table::prefetch_addr`] can start a batch's cache misses before they are needed.
 //!
 //! Index rules:
 //! - `by_addr`: exactly one entry per live record.
@@ -11,16 +12,14 @@
 //!   for another client, the entry goes away (the client's older records stay reachable by
 //!   address).
 
-use hashbrown::HashTable;
-
+use super::index::{Index, prefetch};
 use super::record::{KeyArena, Rec};
 use crate::lease::{Lease4, hash_bytes};
 
 /// No slot.
 const NONE: u32 = u32::MAX;
 
-/// 64-bit finaliser (the `MurmurHash3` fmix64 constants): hashbrown uses both the top 7
-/// bits (control byte) and the low bits (bucket), so both must be well mixed.
+/// 64-bit finaliser (the `MurmurHash3` fmix64 constants).
 fn mix64(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -29,20 +28,25 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-/// Address hash that keeps runs of 64 consecutive addresses in 64 consecutive buckets: the
-/// free map hands addresses out in order, so consecutive inserts touch the same few cache
-/// lines of the index instead of one random line each. The bucket bits (hashbrown uses the
-/// low bits) are the address's low 6 bits above a mix of the rest; the top 7 bits (hashbrown's
-/// control tag) mix the whole address, so neighbours do not share a tag.
-fn addr_hash(a: u32) -> u64 {
-    const TAG: u64 = 0x7f << 57;
-    let a = u64::from(a);
-    let block = (mix64(a >> 6) << 6) | (a & 63);
-    (block & !TAG) | (mix64(a) & TAG)
+/// Address hash: the `MurmurHash3` fmix32 finaliser, a bijection of `u32`, so two
+/// addresses never share a hash and a new address never touches a record while probing.
+///
+/// Not a locality-keeping hash: mapping runs of consecutive addresses to runs of consecutive
+/// buckets (so in-order allocations hit the same cache lines) makes linear probing form long
+/// clusters, whose scans cost more than the misses they save. The bucket miss is instead
+/// overlapped with the client index's in [`Table::upsert`], and batches prefetch it.
+fn addr_hash(a: u32) -> u32 {
+    let mut h = a;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
-fn client_hash(key: &[u8], subnet_id: u32) -> u64 {
-    mix64(hash_bytes(key) ^ u64::from(subnet_id))
+fn client_hash(key: &[u8], subnet_id: u32) -> u32 {
+    // The low half of a full 64-bit mix (the index uses every bit of it).
+    mix64(hash_bytes(key) ^ u64::from(subnet_id)) as u32
 }
 
 /// Records plus their indexes and key arena.
@@ -52,8 +56,8 @@ pub(crate) struct Table {
     /// Head of the vacant-slot list.
     vacant: u32,
     live: usize,
-    by_addr: HashTable<u32>,
-    by_client: HashTable<u32>,
+    by_addr: Index,
+    by_client: Index,
     arena: KeyArena,
 }
 
@@ -67,19 +71,36 @@ impl Table {
 
     /// Make room for `n` more records without reallocating.
     pub(crate) fn reserve(&mut self, n: usize) {
-        let Self {
-            recs,
-            by_addr,
-            by_client,
-            arena,
-            ..
-        } = self;
-        recs.reserve(n);
-        by_addr.reserve(n, |&s| addr_hash(recs[s as usize].addr));
-        by_client.reserve(n, |&s| {
-            let r = &recs[s as usize];
-            client_hash(r.key(arena), r.subnet_id)
-        });
+        self.recs.reserve(n);
+        self.by_addr.reserve(n);
+        self.by_client.reserve(n);
+    }
+
+    /// Start loading what a lookup or upsert of `addr` will touch: its index bucket.
+    pub(crate) fn prefetch_addr(&self, addr: u32) {
+        self.by_addr.prefetch(addr_hash(addr));
+    }
+
+    /// The client index hash of (`key`, `subnet_id`), for [`Self::prefetch_client_hash`].
+    pub(crate) fn client_hash(key: &[u8], subnet_id: u32) -> u32 {
+        client_hash(key, subnet_id)
+    }
+
+    /// Start loading what a lookup or upsert of the client of hash `h` (see
+    /// [`Self::client_hash`]) will touch: its index bucket.
+    pub(crate) fn prefetch_client_hash(&self, h: u32) {
+        self.by_client.prefetch(h);
+    }
+
+    /// Second stage of a batch: when the client's index bucket is already cached (after
+    /// [`Self::prefetch_client_hash`]), find its record and start loading it.
+    pub(crate) fn prefetch_client_record(&self, h: u32) {
+        if let Some(s) = self.by_client.find(h, |_| true) {
+            // A 52-byte record may straddle two cache lines: fetch both ends.
+            let p = self.recs.as_ptr().wrapping_add(s as usize);
+            prefetch(p);
+            prefetch(p.cast::<u8>().wrapping_add(size_of::<Rec>() - 1));
+        }
     }
 
     /// Live records.
@@ -109,8 +130,7 @@ impl Table {
     pub(crate) fn slot_of_addr(&self, addr: u32) -> Option<u32> {
         let recs = &self.recs;
         self.by_addr
-            .find(addr_hash(addr), |&s| recs[s as usize].addr == addr)
-            .copied()
+            .find(addr_hash(addr), |s| recs[s as usize].addr == addr)
     }
 
     pub(crate) fn slot_of_client(&self, key: &[u8], subnet_id: u32) -> Option<u32> {
@@ -120,17 +140,19 @@ impl Table {
             arena,
             ..
         } = self;
-        by_client
-            .find(client_hash(key, subnet_id), |&s| {
-                recs[s as usize].is_client(key, subnet_id, arena)
-            })
-            .copied()
+        by_client.find(client_hash(key, subnet_id), |s| {
+            recs[s as usize].is_client(key, subnet_id, arena)
+        })
     }
 
     /// Insert or replace the record of `l.addr`; it becomes the client's latest record.
     /// Returns its slot.
     pub(crate) fn upsert(&mut self, l: &Lease4) -> u32 {
         let a = u32::from(l.addr);
+        // Both index buckets are (usually) cache misses at unrelated addresses: start the
+        // client one now so it overlaps the address one instead of following it.
+        self.by_client
+            .prefetch(client_hash(l.client.as_bytes(), l.subnet_id));
         let slot = if let Some(slot) = self.slot_of_addr(a) {
             let r = self.rec(slot);
             if !r.is_client(l.client.as_bytes(), l.subnet_id, &self.arena) {
@@ -143,9 +165,7 @@ impl Table {
         } else {
             let rec = Rec::new(l, &mut self.arena);
             let slot = self.alloc_slot(rec);
-            let recs = &self.recs;
-            self.by_addr
-                .insert_unique(addr_hash(a), slot, |&s| addr_hash(recs[s as usize].addr));
+            self.by_addr.insert_unique(addr_hash(a), slot);
             slot
         };
         self.link_client(slot);
@@ -163,29 +183,16 @@ impl Table {
         let r = &recs[slot as usize];
         let key = r.key(arena);
         let h = client_hash(key, r.subnet_id);
-        let entry = by_client.entry(
-            h,
-            |&s| recs[s as usize].is_client(key, r.subnet_id, arena),
-            |&s| {
-                let o = &recs[s as usize];
-                client_hash(o.key(arena), o.subnet_id)
-            },
-        );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = slot,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(slot);
-            }
-        }
+        by_client.set(h, slot, |s| {
+            recs[s as usize].is_client(key, r.subnet_id, arena)
+        });
     }
 
     /// Drop the client index entry of `slot`'s (key, subnet) if it points at `slot`.
     pub(crate) fn unlink_client(&mut self, slot: u32) {
         let r = &self.recs[slot as usize];
         let h = client_hash(r.key(&self.arena), r.subnet_id);
-        if let Ok(e) = self.by_client.find_entry(h, |&s| s == slot) {
-            e.remove();
-        }
+        self.by_client.remove(h, |s| s == slot);
     }
 
     /// Remove the record in `slot` from both indexes and free the slot.
@@ -193,9 +200,7 @@ impl Table {
         let lease = self.lease(slot);
         self.unlink_client(slot);
         let h = addr_hash(self.recs[slot as usize].addr);
-        if let Ok(e) = self.by_addr.find_entry(h, |&s| s == slot) {
-            e.remove();
-        }
+        self.by_addr.remove(h, |s| s == slot);
         let Self { recs, arena, .. } = self;
         recs[slot as usize].free_key(arena);
         recs[slot as usize] = Rec::vacant(self.vacant);
@@ -233,8 +238,8 @@ impl Table {
     /// Approximate heap bytes (capacity based).
     pub(crate) fn memory_bytes(&self) -> usize {
         self.recs.capacity() * size_of::<Rec>()
-            + self.by_addr.allocation_size()
-            + self.by_client.allocation_size()
+            + self.by_addr.memory_bytes()
+            + self.by_client.memory_bytes()
             + self.arena.memory_bytes()
     }
 
@@ -253,7 +258,9 @@ impl Table {
         for &s in &live {
             assert_eq!(self.slot_of_addr(self.rec(s).addr), Some(s));
         }
-        for &s in &self.by_client {
+        self.by_addr.check();
+        self.by_client.check();
+        for s in self.by_client.slots() {
             let r = self.rec(s);
             assert!(r.is_live(), "client index points at vacant slot {s}");
             assert_eq!(

@@ -6,5 +6,7 @@
 //! path allocates, and no network input can make it panic.
 //!
 //! - [`v4`]: DHCP for IPv4 (RFC 2131, RFC 2132 options, RFC 3396 long options).
+//! - [`v6`]: DHCPv6 (RFC 8415, with prefix delegation and relay encapsulation).
 
 pub mod v4;
+pub mod v6;

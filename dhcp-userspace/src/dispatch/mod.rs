@@ -1,0 +1,583 @@
+//! The server runtime: receive loops hand each request to the worker that owns its client,
+//! workers decide, make the batch durable (group commit), then send the replies.
+//!
+//! ```text
+//! socket (recvmmsg) or AF_XDP queue ──► receive loop ── ClientKey::shard ──► bounded ring ──► worker w
+//!                                                                                              │ engine::v4 decides
+//!                                                                                              │ WAL append … one commit per batch
+//!                                                                                              ▼ egress: sendmmsg / AF_PACKET, or AF_XDP TX
+//! ```
+//!
+//! - [`socket`]: the receive loop and the egress of the socket path.
+//! - [`xdp`]: the per-queue `AF_XDP` loops and their egress.
+//!
+//! Job buffers are recycled through a second ring per worker, so the steady state allocates
+//! nothing per packet.
+
+pub mod socket;
+pub mod xdp;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+
+use crate::config::{Config, Durability as CfgDurability, IoMode};
+use crate::engine::v4::{Destination, Engine, Ingress, MAX_REPLY, Verdict};
+use crate::io::socket::{Interface, RxMeta, SLOT};
+use crate::io::xdp::frame::EthHeader;
+use crate::lease::Lease4;
+use crate::pool::FreeMap;
+use crate::store::{self, ShardStore};
+use crate::wal::{Durability, WalOptions};
+use crate::wire::v4::{MessageType, Request, Scratch};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// A socket could not be opened.
+    #[error(transparent)]
+    Socket(#[from] crate::io::socket::SocketError),
+    /// The XDP path could not be set up.
+    #[error(transparent)]
+    Xdp(#[from] Box<xdp::XdpSetupError>),
+    /// The store could not be opened or recovered.
+    #[error("lease store in {dir}: {source}")]
+    Store {
+        /// Data directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: store::StoreError,
+    },
+    /// The data directory could not be created.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// Data directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pools could not be built.
+    #[error("pools: {0}")]
+    Pool(#[from] crate::pool::PoolError),
+    /// A thread could not be spawned.
+    #[error("spawning {what}: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Counters of one running server, shared by all threads. Per-packet paths update atomics
+/// only; reasons are folded into the map once per batch.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Datagrams received on the socket path.
+    pub received: AtomicU64,
+    /// DHCP frames received on the `AF_XDP` path.
+    pub received_xdp: AtomicU64,
+    /// Replies sent on the socket path.
+    pub sent: AtomicU64,
+    /// Replies sent on the `AF_XDP` path.
+    pub sent_xdp: AtomicU64,
+    /// Replies the kernel refused, or for which no TX slot was free.
+    pub send_failed: AtomicU64,
+    /// Group commits made.
+    pub commits: AtomicU64,
+    /// Lease records made durable.
+    pub records: AtomicU64,
+    /// Requests dropped before a worker saw them because its ring was full.
+    pub ring_full: AtomicU64,
+    /// Outcomes by label: reply kinds (`reply_offer`…), silent handling and drop reasons.
+    pub outcomes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    fn fold(&self, local: &mut Vec<(&'static str, u64)>) {
+        if local.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.outcomes.lock() {
+            for (k, v) in local.drain(..) {
+                *m.entry(k).or_default() += v;
+            }
+        }
+    }
+
+    /// A copy of the outcome counters.
+    #[must_use]
+    pub fn outcomes(&self) -> BTreeMap<&'static str, u64> {
+        self.outcomes.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Count one outcome in a thread-local list (folded into [`Stats`] once per batch).
+fn bump(local: &mut Vec<(&'static str, u64)>, k: &'static str) {
+    if let Some(e) = local.iter_mut().find(|(n, _)| *n == k) {
+        e.1 += 1;
+    } else {
+        local.push((k, 1));
+    }
+}
+
+fn reply_label(kind: MessageType) -> &'static str {
+    match kind {
+        MessageType::Offer => "reply_offer",
+        MessageType::Ack => "reply_ack",
+        MessageType::Nak => "reply_nak",
+        _ => "reply_other",
+    }
+}
+
+/// Link-layer facts of a request that came through `AF_XDP`, needed to build the reply frame.
+#[derive(Debug, Clone, Copy)]
+struct L2Meta {
+    /// Index of the XDP port (interface queue) it came in on.
+    port: usize,
+    /// Its Ethernet header (addresses and VLAN tags).
+    eth: EthHeader,
+}
+
+/// One request on its way to a worker.
+struct Job {
+    len: usize,
+    meta: RxMeta,
+    l2: Option<L2Meta>,
+    buf: [u8; SLOT],
+}
+
+/// Rings between the receive loops and one worker.
+#[derive(Clone)]
+struct WorkerLink {
+    to: Sender<Box<Job>>,
+    recycle: Receiver<Box<Job>>,
+}
+
+impl WorkerLink {
+    /// Hand a request to the worker: copy it into a recycled job and try to enqueue it. A
+    /// full ring is counted and the request dropped; the receive loop never blocks.
+    fn offer(&self, bytes: &[u8], meta: RxMeta, l2: Option<L2Meta>, stats: &Stats) -> bool {
+        if bytes.len() > SLOT {
+            return false;
+        }
+        let mut job = self.recycle.try_recv().unwrap_or_else(|_| {
+            Box::new(Job {
+                len: 0,
+                meta,
+                l2: None,
+                buf: [0u8; SLOT],
+            })
+        });
+        job.len = bytes.len();
+        job.meta = meta;
+        job.l2 = l2;
+        job.buf[..bytes.len()].copy_from_slice(bytes);
+        if self.to.try_send(job).is_ok() {
+            return true;
+        }
+        stats.ring_full.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+/// A running server; dropping it does not stop it, call [`Server::shutdown`].
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    xdp: Option<xdp::XdpPath>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Addresses the socket path listens on (with the port the kernel chose for port 0).
+    pub listening: Vec<SocketAddrV4>,
+}
+
+fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+impl Server {
+    /// Open the store, the sockets or `AF_XDP` queues, and start every thread.
+    pub fn start(config: &Config) -> Result<Self, DispatchError> {
+        let workers = config.workers();
+        let (mut engine, ranges) = crate::engine::build_v4(config);
+        let reserved: Vec<Ipv4Addr> = engine.reserved_addresses().collect();
+        let free = Arc::new(FreeMap::new(&ranges, workers, &|a| reserved.contains(&a))?);
+
+        let opts = WalOptions {
+            segment_size: u64::from(config.server.wal_segment_mib) << 20,
+            durability: match config.server.durability {
+                CfgDurability::Fsync => Durability::Fsync,
+                CfgDurability::None => Durability::None,
+            },
+        };
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| {
+            DispatchError::DataDir {
+                dir: config.server.data_dir.display().to_string(),
+                source,
+            }
+        })?;
+        let (stores, report) = store::open(&config.server.data_dir, workers, opts, &free, &|a| {
+            reserved.contains(&a)
+        })
+        .map_err(|source| DispatchError::Store {
+            dir: config.server.data_dir.display().to_string(),
+            source,
+        })?;
+        log_recovery(&report);
+
+        let mut ifaces = Vec::new();
+        for name in &config.server.interfaces {
+            let i = Interface::lookup(name)?;
+            engine.bind_interface(name, i.ifindex);
+            ifaces.push(i);
+        }
+        let ifaces = Arc::new(ifaces);
+        let engine = Arc::new(engine);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let batch = config.server.batch_size;
+
+        // The ingress side decides the egress each worker gets.
+        let mut links = Vec::with_capacity(workers);
+        let mut worker_rx = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (to, rx) = bounded::<Box<Job>>(config.server.ring_capacity);
+            let (rtx, recycle) = bounded::<Box<Job>>(config.server.ring_capacity);
+            links.push(WorkerLink { to, recycle });
+            worker_rx.push((rx, rtx));
+        }
+        let mut threads = Vec::new();
+        let mut listening = Vec::new();
+        let mut xdp_path = None;
+        let mut egresses: Vec<Egress> = Vec::with_capacity(workers);
+        match config.server.io {
+            IoMode::Socket => {
+                let (eg, ls, th) = socket::start(config, &ifaces, &links, &stop, &stats, batch)?;
+                egresses.extend(eg.into_iter().map(|e| Egress::Socket(Box::new(e))));
+                listening = ls;
+                threads.extend(th);
+            }
+            IoMode::Xdp => {
+                let (eg, path) = xdp::start(config, &ifaces, &links, &stop, &stats)?;
+                egresses.extend(eg.into_iter().map(Egress::Xdp));
+                xdp_path = Some(path);
+            }
+        }
+        drop(links);
+        for (w, ((st, (rx, recycle)), egress)) in
+            stores.into_iter().zip(worker_rx).zip(egresses).enumerate()
+        {
+            let worker = Worker {
+                engine: Arc::clone(&engine),
+                free: Arc::clone(&free),
+                store: st,
+                rx,
+                recycle,
+                egress,
+                ifaces: Arc::clone(&ifaces),
+                stats: Arc::clone(&stats),
+                batch,
+                reply_port: config.server.reply_port,
+                relay_port: config.server.relay_port,
+                compacting: Arc::new(AtomicBool::new(false)),
+            };
+            let h = std::thread::Builder::new()
+                .name(format!("tl-worker-{w}"))
+                .spawn(move || worker.run())
+                .map_err(|source| DispatchError::Spawn {
+                    what: "worker",
+                    source,
+                })?;
+            threads.push(h);
+        }
+        Ok(Self {
+            stop,
+            threads,
+            xdp: xdp_path,
+            stats,
+            listening,
+        })
+    }
+
+    /// Per-queue counters of the XDP programs (empty on the socket path).
+    #[must_use]
+    pub fn xdp_counters(&self) -> Vec<(String, u32, crate::io::xdp::program::XdpCounters)> {
+        self.xdp
+            .as_ref()
+            .map(xdp::XdpPath::counters)
+            .unwrap_or_default()
+    }
+
+    /// Stop receiving, let the workers finish their batches (committing them), join, and
+    /// detach the XDP programs.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Ingress first: once the receive loops are gone the workers' rings close, the
+        // workers commit their last batch and exit.
+        if let Some(x) = self.xdp.as_mut() {
+            x.stop_loops();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(x) = self.xdp.take() {
+            x.shutdown();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Never leave an XDP program attached, also when the server is dropped on an error.
+        self.stop.store(true, Ordering::Release);
+        if let Some(x) = self.xdp.take() {
+            x.shutdown();
+        }
+    }
+}
+
+fn log_recovery(report: &store::OpenReport) {
+    for (w, r) in report.shards.iter().enumerate() {
+        tracing::info!(
+            shard = w,
+            snapshot_records = r.snapshot_records,
+            records = r.records,
+            segments = r.segments,
+            elapsed_ms = r.elapsed.as_millis() as u64,
+            "lease store recovered"
+        );
+        if let Some(stop) = &r.stopped_at {
+            tracing::warn!(
+                shard = w,
+                file = %stop.file.display(),
+                offset = stop.offset,
+                reason = stop.reason,
+                valid_records_after = stop.valid_records_after,
+                "write-ahead log replay stopped early"
+            );
+        }
+    }
+    if report.conflicts_resolved > 0 {
+        tracing::warn!(
+            count = report.conflicts_resolved,
+            "addresses bound in two shards at recovery; kept the newer binding"
+        );
+    }
+}
+
+/// Where a worker's replies go.
+enum Egress {
+    Socket(Box<socket::SocketEgress>),
+    Xdp(xdp::XdpEgress),
+}
+
+/// What the egress needs to address one reply.
+struct ReplyTo<'a> {
+    dest: Destination,
+    meta: RxMeta,
+    l2: Option<&'a L2Meta>,
+    src: Ipv4Addr,
+    durable: bool,
+    reply_port: u16,
+    relay_port: u16,
+}
+
+impl ReplyTo<'_> {
+    /// UDP destination of the reply (RFC 2131 §4.1).
+    fn udp_dst(&self) -> SocketAddrV4 {
+        match self.dest {
+            Destination::Relay(g) => SocketAddrV4::new(g, self.relay_port),
+            Destination::Unicast(c) => SocketAddrV4::new(c, self.reply_port),
+            Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.reply_port),
+            Destination::HwUnicast { ip, .. } => SocketAddrV4::new(ip, self.reply_port),
+        }
+    }
+}
+
+impl Egress {
+    fn push(&mut self, to: &ReplyTo<'_>, bytes: &[u8], local: &mut Vec<(&'static str, u64)>) {
+        match self {
+            Self::Socket(e) => e.push(to, bytes),
+            Self::Xdp(e) => e.push(to, bytes, local),
+        }
+    }
+
+    fn flush(&mut self, committed: bool, stats: &Stats, local: &mut Vec<(&'static str, u64)>) {
+        match self {
+            Self::Socket(e) => e.flush(committed, stats, local),
+            Self::Xdp(e) => e.flush(committed, stats, local),
+        }
+    }
+}
+
+struct Worker {
+    engine: Arc<Engine>,
+    free: Arc<FreeMap>,
+    store: ShardStore,
+    rx: Receiver<Box<Job>>,
+    recycle: Sender<Box<Job>>,
+    egress: Egress,
+    ifaces: Arc<Vec<Interface>>,
+    stats: Arc<Stats>,
+    batch: usize,
+    reply_port: u16,
+    relay_port: u16,
+    compacting: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn iface_addr(&self, ifindex: u32) -> Option<Ipv4Addr> {
+        self.ifaces
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .and_then(|i| i.addr)
+    }
+
+    fn run(mut self) {
+        let mut jobs: Vec<Box<Job>> = Vec::with_capacity(self.batch);
+        let mut changes: Vec<Lease4> = Vec::with_capacity(self.batch * 2);
+        let mut local: Vec<(&'static str, u64)> = Vec::new();
+        let mut scratch = Box::new(Scratch::new());
+        let mut reply = [0u8; MAX_REPLY];
+        let mut last_reclaim = Instant::now();
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(j) => jobs.push(j),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.maintain(&mut last_reclaim);
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            while jobs.len() < self.batch {
+                match self.rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let now = unix_now();
+            changes.clear();
+            for job in &jobs {
+                let req = match Request::parse(&job.buf[..job.len], &mut scratch) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        bump(&mut local, e.reason());
+                        continue;
+                    }
+                };
+                let m = job.meta;
+                let broadcast = m.dst.is_broadcast() || m.dst.octets()[3] == 255;
+                let local_addr = self
+                    .iface_addr(m.ifindex)
+                    .or((!broadcast && !m.dst.is_unspecified()).then_some(m.dst));
+                let ingress = Ingress {
+                    ifindex: m.ifindex,
+                    local_addr,
+                    broadcast,
+                };
+                let v = self.engine.handle(
+                    &req,
+                    &ingress,
+                    now,
+                    &mut self.store.shard,
+                    &self.free,
+                    &mut reply,
+                    &mut changes,
+                );
+                match v {
+                    Verdict::Reply {
+                        kind,
+                        len,
+                        dest,
+                        durable,
+                    } => {
+                        bump(&mut local, reply_label(kind));
+                        let to = ReplyTo {
+                            dest,
+                            meta: m,
+                            l2: job.l2.as_ref(),
+                            src: local_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                            durable,
+                            reply_port: self.reply_port,
+                            relay_port: self.relay_port,
+                        };
+                        self.egress.push(&to, &reply[..len], &mut local);
+                    }
+                    Verdict::Silent(why) | Verdict::Drop(why) => bump(&mut local, why),
+                }
+            }
+            for j in jobs.drain(..) {
+                let _ = self.recycle.try_send(j);
+            }
+            let committed = self.commit(&changes);
+            self.egress.flush(committed, &self.stats, &mut local);
+            self.stats.fold(&mut local);
+            if last_reclaim.elapsed() >= Duration::from_millis(100) {
+                self.maintain(&mut last_reclaim);
+            }
+        }
+        if let Err(e) = self.store.wal.commit() {
+            tracing::error!(error = %e, "final commit failed");
+        }
+    }
+
+    /// Group commit: every record of the batch is durable before any grant leaves
+    /// (draft-ietf-dhc-failover-07 §3.1.3). Returns whether the grants may be sent.
+    fn commit(&mut self, changes: &[Lease4]) -> bool {
+        if changes.is_empty() {
+            return true;
+        }
+        for c in changes {
+            if let Err(e) = self.store.append(c) {
+                tracing::error!(error = %e, "write-ahead log append failed; grants of this batch are not sent");
+                return false;
+            }
+        }
+        match self.store.wal.commit() {
+            Ok(_) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .records
+                    .fetch_add(changes.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write-ahead log commit failed; grants of this batch are not sent");
+                false
+            }
+        }
+    }
+
+    /// Expiry sweep and background compaction, between batches.
+    fn maintain(&mut self, last: &mut Instant) {
+        *last = Instant::now();
+        self.store.shard.reclaim(unix_now(), 4096, &self.free);
+        if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {
+            let c = self.store.wal.compactor();
+            let flag = Arc::clone(&self.compacting);
+            let spawned = std::thread::Builder::new()
+                .name("tl-compact".into())
+                .spawn(move || {
+                    match c.run() {
+                        Ok(r) => tracing::info!(report = ?r, "compaction done"),
+                        Err(e) => tracing::error!(error = %e, "compaction failed"),
+                    }
+                    flag.store(false, Ordering::Release);
+                });
+            if spawned.is_err() {
+                self.compacting.store(false, Ordering::Release);
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The socket path: one receive loop per listening socket (batched `recvmmsg`), and per
+//! worker an egress that sends with `sendmmsg`, or with `AF_PACKET` to clients that have no
+//! address yet (RFC 2131 §4.1).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use super::{DispatchError, ReplyTo, Stats, WorkerLink, bump};
+use crate::config::Config;
+use crate::engine::v4::{Destination, MAX_REPLY};
+use crate::io::socket::{self, Interface, RawSender};
+use crate::wire::v4::client_key_fast;
+
+/// What [`start`] gives back: one egress per worker, the bound addresses, the receive loops.
+type Started = (Vec<SocketEgress>, Vec<SocketAddrV4>, Vec<JoinHandle<()>>);
+
+/// Open the listeners, start their receive loops, and make one egress per worker.
+pub(super) fn start(
+    config: &Config,
+    ifaces: &Arc<Vec<Interface>>,
+    links: &[WorkerLink],
+    stop: &Arc<AtomicBool>,
+    stats: &Arc<Stats>,
+    batch: usize,
+) -> Result<Started, DispatchError> {
+    let mut sockets: Vec<Socket> = Vec::new();
+    let mut listening = Vec::new();
+    for &addr in &config.server.listen {
+        let s = socket::listen(addr, None)?;
+        let local = s
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket_ipv4())
+            .unwrap_or(addr);
+        listening.push(local);
+        sockets.push(s);
+    }
+    let want_raw = !ifaces.is_empty();
+    let mut egresses = Vec::with_capacity(links.len());
+    for _ in links {
+        let sock = sockets[0].try_clone().map_err(|source| {
+            DispatchError::Socket(socket::SocketError::Listen {
+                addr: listening[0],
+                source,
+            })
+        })?;
+        let raw = if want_raw {
+            match RawSender::open() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no raw sender: replies to clients without an address will be broadcast");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        egresses.push(SocketEgress {
+            udp: socket::Sender::new(sock, batch),
+            durable: Vec::with_capacity(batch),
+            raw,
+            raw_out: Vec::with_capacity(batch),
+            last_send_log: Instant::now()
+                .checked_sub(Duration::from_secs(2))
+                .unwrap_or_else(Instant::now),
+        });
+    }
+    let mut threads = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let links = links.to_vec();
+        let stop = Arc::clone(stop);
+        let stats = Arc::clone(stats);
+        let h = std::thread::Builder::new()
+            .name(format!("tl-rx-{i}"))
+            .spawn(move || rx_loop(&sock, &links, &stop, &stats, batch))
+            .map_err(|source| DispatchError::Spawn {
+                what: "receiver",
+                source,
+            })?;
+        threads.push(h);
+    }
+    Ok((egresses, listening, threads))
+}
+
+/// The receive loop of one socket.
+fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
+    let mut rx = socket::Receiver::new(sock, batch);
+    let mut local: Vec<(&'static str, u64)> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let n = match rx.recv(100) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        for i in 0..n {
+            let (bytes, meta) = rx.packet(i);
+            match client_key_fast(bytes) {
+                Ok(k) => {
+                    links[k.shard(links.len())].offer(bytes, meta, None, stats);
+                }
+                Err(e) => bump(&mut local, e.reason()),
+            }
+        }
+        stats.fold(&mut local);
+    }
+}
+
+/// A reply addressed straight to a hardware address.
+struct RawOut {
+    ifindex: u32,
+    mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    len: usize,
+    durable: bool,
+    buf: [u8; MAX_REPLY],
+}
+
+/// One worker's egress on the socket path.
+pub(super) struct SocketEgress {
+    udp: socket::Sender,
+    /// Whether each queued UDP datagram grants a lease.
+    durable: Vec<bool>,
+    raw: Option<RawSender>,
+    raw_out: Vec<RawOut>,
+    last_send_log: Instant,
+}
+
+impl SocketEgress {
+    pub(super) fn push(&mut self, to: &ReplyTo<'_>, bytes: &[u8]) {
+        let m = to.meta;
+        let dst = to.udp_dst();
+        let ifindex = match to.dest {
+            Destination::Relay(_) | Destination::Unicast(_) => 0,
+            Destination::Broadcast => m.ifindex,
+            Destination::HwUnicast { mac, .. } => {
+                if self.raw.is_some() && m.ifindex != 0 && !to.src.is_unspecified() {
+                    let mut r = RawOut {
+                        ifindex: m.ifindex,
+                        mac,
+                        src: to.src,
+                        dst,
+                        len: bytes.len(),
+                        durable: to.durable,
+                        buf: [0u8; MAX_REPLY],
+                    };
+                    r.buf[..bytes.len()].copy_from_slice(bytes);
+                    self.raw_out.push(r);
+                    return;
+                }
+                // No raw sender: broadcast instead (RFC 2131 §4.1 allows it).
+                let Some(buf) = self.udp.next_buf() else {
+                    return;
+                };
+                buf[..bytes.len()].copy_from_slice(bytes);
+                self.udp.push(
+                    bytes.len(),
+                    SocketAddrV4::new(Ipv4Addr::BROADCAST, dst.port()),
+                    m.ifindex,
+                    to.src,
+                );
+                self.durable.push(to.durable);
+                return;
+            }
+        };
+        let Some(buf) = self.udp.next_buf() else {
+            return;
+        };
+        buf[..bytes.len()].copy_from_slice(bytes);
+        self.udp.push(bytes.len(), dst, ifindex, to.src);
+        self.durable.push(to.durable);
+    }
+
+    /// Send the batch's replies; when the commit failed, grants are withheld.
+    pub(super) fn flush(
+        &mut self,
+        committed: bool,
+        stats: &Stats,
+        local: &mut Vec<(&'static str, u64)>,
+    ) {
+        if !committed && self.durable.iter().any(|&d| d) {
+            // Offers and NAKs of this batch are withheld too: clients retransmit.
+            for _ in 0..self.udp.len() {
+                bump(local, "withheld_not_durable");
+            }
+            self.udp.clear();
+        }
+        self.durable.clear();
+        if !self.udp.is_empty() {
+            let (sent, failed) = self.udp.flush();
+            stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
+            stats
+                .send_failed
+                .fetch_add(failed as u64, Ordering::Relaxed);
+            if let Some((e, dst)) = self.udp.take_error()
+                && self.last_send_log.elapsed() >= Duration::from_secs(1)
+            {
+                self.last_send_log = Instant::now();
+                tracing::warn!(error = %e, %dst, failed, "sending replies failed");
+            }
+        }
+        if let Some(raw) = self.raw.as_mut() {
+            for r in self.raw_out.drain(..) {
+                if r.durable && !committed {
+                    bump(local, "withheld_not_durable");
+                    continue;
+                }
+                let res = raw.send(
+                    r.ifindex,
+                    r.mac,
+                    SocketAddrV4::new(r.src, 67),
+                    r.dst,
+                    &r.buf[..r.len],
+                );
+                match res {
+                    Ok(()) => stats.sent.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.send_failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }
+        self.raw_out.clear();
+    }
+}
