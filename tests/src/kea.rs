@@ -141,6 +141,12 @@ impl Kea {
         self.child.log_text()
     }
 
+    /// CPU seconds the server has used so far.
+    #[must_use]
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.child.cpu_seconds()
+    }
+
     /// The folder holding configuration, lease file and log.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -236,6 +236,12 @@ impl ChildGuard {
         &self.log
     }
 
+    /// CPU seconds (user + system) the process has used so far.
+    #[must_use]
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(self.child.id())
+    }
+
     /// The log so far (lossy UTF-8; empty when unreadable).
     #[must_use]
     pub fn log_text(&self) -> String {
@@ -337,4 +343,21 @@ pub fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
         }
         thread::sleep(POLL);
     }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from `/proc/PID/stat`
+/// (fields 14 and 15, in clock ticks; proc(5)).
+#[must_use]
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: the fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // Safety: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[expect(clippy::cast_precision_loss, reason = "clock ticks per second are small")]
+    let tick = if tick > 0 { tick as f64 } else { 100.0 };
+    Some((utime + stime) / tick)
 }

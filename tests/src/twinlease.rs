@@ -129,6 +129,8 @@ pub struct TwinleaseConfig {
     pub workers: u32,
     /// `[server] durability`: `"fsync"` or `"none"`.
     pub durability: String,
+    /// `[server] io`: `"socket"` or `"xdp"`.
+    pub io: String,
     /// `[server] listen`.
     pub listen: Vec<String>,
     /// `[server] interfaces`.
@@ -156,6 +158,7 @@ impl TwinleaseConfig {
             data_dir: data_dir.to_path_buf(),
             workers: 2,
             durability: "fsync".to_owned(),
+            io: "socket".to_owned(),
             listen: vec!["0.0.0.0:67".to_owned()],
             interfaces: vec!["s0".to_owned()],
             offer_hold_secs: 30,
@@ -184,6 +187,7 @@ impl TwinleaseConfig {
         let _ = writeln!(s, "data-dir = \"{}\"", self.data_dir.display());
         let _ = writeln!(s, "workers = {}", self.workers);
         let _ = writeln!(s, "durability = \"{}\"", self.durability);
+        let _ = writeln!(s, "io = \"{}\"", self.io);
         let _ = writeln!(s, "listen = {}", list(&self.listen));
         let _ = writeln!(s, "interfaces = {}", list(&self.interfaces));
         let _ = writeln!(s, "offer-hold-secs = {}", self.offer_hold_secs);
@@ -223,7 +227,8 @@ pub struct Twinlease {
 
 impl Twinlease {
     /// Starts the server from `bin` in `ns` with `config`, logging to `log`, and waits up
-    /// to 20 s until it has bound UDP port 67 there.
+    /// to 20 s until it serves: it has bound UDP port 67 there (socket path) or logged that
+    /// it is serving (the `AF_XDP` path binds no UDP port).
     pub fn start(ns: &Netns, bin: &Path, config: &Path, log: &Path) -> Result<Self> {
         let bin_s = bin.display().to_string();
         let conf_s = config.display().to_string();
@@ -235,7 +240,7 @@ impl Twinlease {
         let ready = process::wait_until(Duration::from_secs(20), || {
             if !me.child.is_running() {
                 Some(false)
-            } else if ns.udp_port_bound(67) {
+            } else if ns.udp_port_bound(67) || me.child.log_text().contains("twinlease serving") {
                 Some(true)
             } else {
                 None
@@ -253,6 +258,12 @@ impl Twinlease {
                 me.child.log_text()
             )))
         }
+    }
+
+    /// CPU seconds the server has used so far.
+    #[must_use]
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.child.cpu_seconds()
     }
 
     /// The server's log so far.

@@ -6,9 +6,10 @@
 //! simulated clients, so nearly every exchange allocates a new lease. The ladder climbs
 //! until a rung fails, then bisects between the last passing and the first failing rate.
 //!
-//! Servers: Kea 2.2 `kea-dhcp4` (memfile, multi-threaded: 2 threads, queue 64) and
-//! twinlease (socket path, 2 workers, `durability = "fsync"`). Writes
-//! `results/<date>-socket.md` and prints it.
+//! Servers: Kea 2.2 `kea-dhcp4` (memfile, multi-threaded: 2 threads, queue 64), twinlease
+//! on the socket path and twinlease on the XDP/`AF_XDP` path (2 workers, `durability =
+//! "fsync"`). Besides the rate, each rung records the server's CPU seconds (user + system,
+//! from /proc) per 100 000 leases granted. Writes `results/<date>-socket.md` and prints it.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -42,6 +43,7 @@ const CLIENTS: u32 = 120_000;
 enum Server {
     Kea,
     Twinlease,
+    TwinleaseXdp,
 }
 
 impl Server {
@@ -49,20 +51,32 @@ impl Server {
         match self {
             Self::Kea => "Kea 2.2 kea-dhcp4 (memfile persist, MT 2 threads, queue 64)",
             Self::Twinlease => "twinlease (socket path, 2 workers, durability fsync)",
+            Self::TwinleaseXdp => "twinlease (XDP/AF_XDP path, 2 workers, durability fsync)",
         }
     }
 }
 
 /// A running server of either kind, held for its drop (which stops it).
 struct Running {
-    _kea: Option<Kea>,
-    _twinlease: Option<(Twinlease, tempfile::TempDir)>,
+    kea: Option<Kea>,
+    twinlease: Option<(Twinlease, tempfile::TempDir)>,
+}
+
+impl Running {
+    fn cpu_seconds(&self) -> Option<f64> {
+        self.kea
+            .as_ref()
+            .and_then(Kea::cpu_seconds)
+            .or_else(|| self.twinlease.as_ref().and_then(|(t, _)| t.cpu_seconds()))
+    }
 }
 
 /// One measured rung.
 struct Rung {
     rate: u32,
     report: PerfdhcpReport,
+    /// Server CPU seconds used during the rung (start-up included).
+    cpu: Option<f64>,
 }
 
 impl Rung {
@@ -72,6 +86,13 @@ impl Rung {
         #[expect(clippy::cast_precision_loss, reason = "ACK counts stay far below 2^52")]
         let acks = self.report.acks() as f64;
         acks / f64::from(secs.max(1))
+    }
+
+    /// Server CPU seconds per 100 000 leases granted.
+    fn cpu_per_100k(&self) -> Option<f64> {
+        #[expect(clippy::cast_precision_loss, reason = "ACK counts stay far below 2^52")]
+        let acks = self.report.acks() as f64;
+        self.cpu.filter(|_| acks > 0.0).map(|c| c / acks * 100_000.0)
     }
 
     fn passed(&self) -> bool {
@@ -93,22 +114,26 @@ fn start(server: Server, topo: &Topology) -> Result<Running, Error> {
             o.multi_threading = Some((2, 64));
             o.severity = "WARN".into();
             Ok(Running {
-                _kea: Some(Kea::start(topo.srv(), &o)?),
-                _twinlease: None,
+                kea: Some(Kea::start(topo.srv(), &o)?),
+                twinlease: None,
             })
         }
-        Server::Twinlease => {
+        Server::Twinlease | Server::TwinleaseXdp => {
             let bin = twinlease::release_binary()?;
             let dir = tempfile::Builder::new().prefix("tl-bench").tempdir()?;
             let data = dir.path().join("data");
             std::fs::create_dir_all(&data)?;
             let conf = dir.path().join("twinlease.toml");
-            TwinleaseConfig::standard(&data, topo.subnet(), pool(), 3600).write(&conf)?;
+            let mut c = TwinleaseConfig::standard(&data, topo.subnet(), pool(), 3600);
+            if server == Server::TwinleaseXdp {
+                "xdp".clone_into(&mut c.io);
+            }
+            c.write(&conf)?;
             let log = dir.path().join("twinlease.log");
             let s = Twinlease::start(topo.srv(), &bin, &conf, &log)?;
             Ok(Running {
-                _kea: None,
-                _twinlease: Some((s, dir)),
+                kea: None,
+                twinlease: Some((s, dir)),
             })
         }
     }
@@ -121,16 +146,18 @@ fn rung(server: Server, topo: &Topology, rate: u32, secs: u32) -> Result<Rung, E
     p.period_secs = Some(secs);
     p.timeout = Duration::from_secs(u64::from(secs) + 60);
     let report = run_perfdhcp(topo.client(0), &p)?;
+    let cpu = running.cpu_seconds();
     drop(running);
-    let r = Rung { rate, report };
+    let r = Rung { rate, report, cpu };
     println!(
-        "bench-socket: {:9} rate {:6}/s: {:6} DISCOVERs {:6} ACKs, failed {:5.2} %, achieved {:8.1}/s -> {}",
+        "bench-socket: {:12} rate {:6}/s: {:6} DISCOVERs {:6} ACKs, failed {:5.2} %, achieved {:8.1}/s, CPU {:5.2} s/100k -> {}",
         format!("{server:?}"),
         rate,
         r.report.discover_offer.as_ref().map_or(0, |s| s.sent),
         r.report.acks(),
         r.report.failed_fraction() * 100.0,
         r.achieved(secs),
+        r.cpu_per_100k().unwrap_or(f64::NAN),
         if r.passed() { "pass" } else { "FAIL" }
     );
     Ok(r)
@@ -210,7 +237,7 @@ fn machine() -> String {
 }
 
 /// Runs the benchmark. Arguments: `--secs N` (seconds per rung, default 5),
-/// `--only kea|twinlease`.
+/// `--only kea|twinlease|twinleasexdp`.
 pub fn run(args: &[String]) -> Result<(), Error> {
     if !is_root() {
         println!("xtask bench-socket: skipped: needs root (network namespaces)");
@@ -233,7 +260,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
 
     let mut rows = String::new();
     let mut details = String::new();
-    for server in [Server::Kea, Server::Twinlease] {
+    for server in [Server::Kea, Server::Twinlease, Server::TwinleaseXdp] {
         let name = format!("{server:?}").to_lowercase();
         if only.as_ref().is_some_and(|o| *o != name) {
             continue;
@@ -244,7 +271,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
                     || "below the first rung".to_owned(),
                     |b| {
                         format!(
-                            "{} | {:.0} | {:.2} % | {:.3} ms",
+                            "{} | {:.0} | {:.2} % | {:.3} ms | {} |",
                             b.rate,
                             b.achieved(secs),
                             b.report.failed_fraction() * 100.0,
@@ -252,11 +279,12 @@ pub fn run(args: &[String]) -> Result<(), Error> {
                                 .request_ack
                                 .as_ref()
                                 .and_then(|s| s.avg_delay_ms)
-                                .unwrap_or(0.0)
+                                .unwrap_or(0.0),
+                            b.cpu_per_100k().map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"))
                         )
                     },
                 );
-                let _ = writeln!(rows, "| {} | {cell} |", server.label());
+                let _ = writeln!(rows, "| {} | {cell}", server.label());
                 let _ = writeln!(
                     details,
                     "\n{}: rungs (offered rate/s, failed %, achieved/s):",
@@ -268,7 +296,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
             }
             Err(e) => {
                 let first = e.to_string().lines().next().unwrap_or("").to_owned();
-                let _ = writeln!(rows, "| {} | not measured: {first} | | | |", server.label());
+                let _ = writeln!(rows, "| {} | not measured: {first} | | | | |", server.label());
             }
         }
     }
@@ -279,8 +307,8 @@ pub fn run(args: &[String]) -> Result<(), Error> {
          which at most 1 % of the exchanges perfdhcp started did not end with a DHCPACK.\n\
          perfdhcp runs as a relay in a client namespace, the server in another, one veth pair\n\
          between them; client and server share the machine's cores. `cargo xtask bench-socket`.\n\n\
-         | server | max rate ≤ 1 % loss (/s) | achieved (/s) | failed | avg REQUEST-ACK delay |\n\
-         |---|---|---|---|---|\n{rows}\n## Machine\n\n| | |\n|---|---|\n{}\n## Rungs\n{details}",
+         | server | max rate ≤ 1 % loss (/s) | achieved (/s) | failed | avg REQUEST-ACK delay | server CPU s per 100k leases |\n\
+         |---|---|---|---|---|---|\n{rows}\n## Machine\n\n| | |\n|---|---|\n{}\n## Rungs\n{details}",
         machine()
     );
     let dir: PathBuf = workspace_root().join("results");

@@ -145,7 +145,7 @@ impl XdpPath {
             match p.detach() {
                 Ok(()) => tracing::info!(iface = %name, "XDP program detached"),
                 Err(e) => {
-                    tracing::error!(iface = %name, error = %e, "detaching the XDP program failed")
+                    tracing::error!(iface = %name, error = %e, "detaching the XDP program failed");
                 }
             }
         }
