@@ -233,10 +233,10 @@ impl fmt::Display for ClientKey {
     /// `duid:00:01:…` for DHCPv6 DUIDs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.as_bytes();
-        f.write_str(if b[0] == Self::FORM_CLIENT_ID {
-            "id"
-        } else {
-            "hw"
+        f.write_str(match b[0] {
+            Self::FORM_CLIENT_ID => "id",
+            Self::FORM_DUID => "duid",
+            _ => "hw",
         })?;
         for x in &b[1..] {
             write!(f, ":{x:02x}")?;
