@@ -20,6 +20,7 @@ mod index;
 mod record;
 mod shard;
 mod table;
+pub mod v6;
 
 use std::net::Ipv4Addr;
 
