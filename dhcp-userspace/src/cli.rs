@@ -43,6 +43,9 @@ pub enum Command {
         /// Only leases in this state (active, released, expired, abandoned…).
         #[arg(long)]
         state: Option<String>,
+        /// Which leases: DHCPv4 (`v4`), DHCPv6 addresses and prefixes (`v6`), or `all`.
+        #[arg(long, default_value = "all", value_parser = ["v4", "v6", "all"])]
+        family: String,
     },
     /// Show and tune an interface's queues: channel counts, queue IRQs and their affinity.
     Tune {
@@ -69,7 +72,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Leases { data_dir, state } => leases(&data_dir, state.as_deref()),
+        Command::Leases {
+            data_dir,
+            state,
+            family,
+        } => leases(&data_dir, state.as_deref(), &family),
         Command::Tune {
             iface,
             channels,
@@ -212,7 +219,25 @@ pub fn lease_json(l: &Lease4) -> serde_json::Value {
     })
 }
 
-fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
+/// JSON object of one DHCPv6 lease, as `twinlease leases` prints it.
+#[must_use]
+pub fn lease6_json(l: &crate::lease::Lease6) -> serde_json::Value {
+    serde_json::json!({
+        "kind": match l.kind { crate::lease::IaKind::Na => "na", crate::lease::IaKind::Pd => "pd" },
+        "addr": l.addr.to_string(),
+        "prefix_len": l.prefix_len,
+        "state": l.state.name(),
+        "client": l.client.to_string(),
+        "iaid": l.iaid,
+        "subnet_id": l.subnet_id,
+        "preferred_until": l.preferred_until,
+        "expires": l.expires,
+        "cltt": l.cltt,
+    })
+}
+
+fn leases(data_dir: &Path, state: Option<&str>, family: &str) -> ExitCode {
+    use std::io::Write as _;
     let shards = store::existing_shards(data_dir);
     if shards == 0 {
         eprintln!(
@@ -230,24 +255,46 @@ fn leases(data_dir: &Path, state: Option<&str>) -> ExitCode {
         segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
         durability: Durability::None,
     };
-    let stores = match store::open(data_dir, shards, opts, &free, &|_| false) {
+    let Ok(space6) = crate::pool::v6::Space6::new(&[], shards, &[]) else {
+        return ExitCode::FAILURE;
+    };
+    let stores = match store::open(
+        data_dir,
+        shards,
+        opts,
+        &free,
+        &|_| false,
+        &std::sync::Arc::new(space6),
+    ) {
         Ok((s, _)) => s,
         Err(e) => {
             eprintln!("twinlease: {}: {e}", data_dir.display());
             return ExitCode::FAILURE;
         }
     };
-    let mut all: Vec<Lease4> = stores.iter().flat_map(|s| s.shard.iter()).collect();
-    all.sort_by_key(|l| u32::from(l.addr));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for l in all
-        .iter()
-        .filter(|l| state.is_none_or(|s| s == l.state.name()))
-    {
-        use std::io::Write as _;
-        if writeln!(out, "{}", lease_json(l)).is_err() {
-            break;
+    let wanted = |name: &str| state.is_none_or(|s| s == name);
+    if family != "v6" {
+        let mut all: Vec<Lease4> = stores.iter().flat_map(|s| s.shard.iter()).collect();
+        all.sort_by_key(|l| u32::from(l.addr));
+        for l in all.iter().filter(|l| wanted(l.state.name())) {
+            if writeln!(out, "{}", lease_json(l)).is_err() {
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    if family != "v4" {
+        let mut all6: Vec<crate::lease::Lease6> =
+            stores.iter().flat_map(|s| s.shard6.iter()).collect();
+        all6.sort_by_key(|l| (l.kind as u8, u128::from(l.addr)));
+        for l in all6.iter().filter(|l| wanted(l.state.name())) {
+            if writeln!(out, "{}", lease6_json(l)).is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -452,7 +452,10 @@ impl Lease6 {
     /// Read a record written by [`Self::encode`].
     pub fn decode(b: &[u8]) -> Result<Self, LeaseError> {
         if b.len() < Self::FIXED_LEN {
-            return Err(LeaseError::Truncated { len: b.len(), need: Self::FIXED_LEN });
+            return Err(LeaseError::Truncated {
+                len: b.len(),
+                need: Self::FIXED_LEN,
+            });
         }
         let kind = match b[0] {
             KIND_V6_NA => IaKind::Na,
@@ -572,13 +575,19 @@ mod tests {
             assert_eq!(n, l.encoded_len());
             assert_eq!(decode_any(&buf[..n]).unwrap(), AnyLease::V6(l));
             assert_eq!(&buf[..KEY_LEN], &Lease6::key_of(kind, addr));
-            assert!(matches!(Lease6::decode(&buf[..n - 1]), Err(LeaseError::Truncated { .. })));
+            assert!(matches!(
+                Lease6::decode(&buf[..n - 1]),
+                Err(LeaseError::Truncated { .. })
+            ));
             assert!(!encoded_is_tombstone(&buf[..n]));
         }
         // The same bytes as an address and as a prefix are different keys.
         let a: Ipv6Addr = "2001:db8::".parse().unwrap();
         assert_ne!(Lease6::key_of(IaKind::Na, a), Lease6::key_of(IaKind::Pd, a));
-        assert_eq!(ClientKey::from_duid(&[0, 3, 0, 1, 2]).unwrap().to_string(), "duid:00:03:00:01:02");
+        assert_eq!(
+            ClientKey::from_duid(&[0, 3, 0, 1, 2]).unwrap().to_string(),
+            "duid:00:03:00:01:02"
+        );
     }
 
     #[test]

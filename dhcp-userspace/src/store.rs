@@ -9,7 +9,10 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use crate::lease::{BindingState, Lease4};
+use std::sync::Arc;
+
+use crate::lease::{AnyLease, BindingState, Lease4, Lease6, decode_any};
+use crate::pool::v6::{Shard6, Space6};
 use crate::pool::{FreeMap, Shard};
 use crate::wal::{RecoveryReport, Wal, WalError, WalOptions};
 
@@ -51,19 +54,35 @@ pub enum StoreError {
     },
 }
 
-/// One worker's part of the store.
-#[derive(Debug)]
+/// One worker's part of the store: its DHCPv4 and DHCPv6 records share one log.
 pub struct ShardStore {
-    /// The in-memory records.
+    /// The in-memory DHCPv4 records.
     pub shard: Shard,
+    /// The in-memory DHCPv6 records.
+    pub shard6: Shard6,
     /// Its log.
     pub wal: Wal,
-    buf: Box<[u8; Lease4::MAX_ENCODED_LEN]>,
+    buf: Box<[u8; Lease6::MAX_ENCODED_LEN]>,
+}
+
+impl std::fmt::Debug for ShardStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardStore")
+            .field("v4_leases", &self.shard.len())
+            .field("v6_leases", &self.shard6.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShardStore {
-    /// Append one changed record to the log (durable after the next [`Wal::commit`]).
+    /// Append one changed DHCPv4 record to the log (durable after the next [`Wal::commit`]).
     pub fn append(&mut self, lease: &Lease4) -> Result<(), WalError> {
+        let n = lease.encode(&mut self.buf[..]);
+        self.wal.append(&self.buf[..n])
+    }
+
+    /// Append one changed DHCPv6 record to the log (durable after the next [`Wal::commit`]).
+    pub fn append6(&mut self, lease: &Lease6) -> Result<(), WalError> {
         let n = lease.encode(&mut self.buf[..]);
         self.wal.append(&self.buf[..n])
     }
@@ -93,12 +112,16 @@ pub fn existing_shards(data_dir: &Path) -> usize {
 /// Open (or create) the store of `workers` shards under `data_dir`, replay it and claim every
 /// held address in `free`. `reserved` addresses are never claimed in the free map (they are
 /// not in it).
+///
+/// DHCPv6 records go to the [`Shard6`] of their worker; their addresses and prefixes come from
+/// that worker's own partition of `space6`, so no two shards can hold one.
 pub fn open(
     data_dir: &Path,
     workers: usize,
     opts: WalOptions,
     free: &FreeMap,
     reserved: &dyn Fn(Ipv4Addr) -> bool,
+    space6: &Arc<Space6>,
 ) -> Result<(Vec<ShardStore>, OpenReport), StoreError> {
     let found = existing_shards(data_dir);
     if found != 0 && found != workers {
@@ -112,6 +135,7 @@ pub fn open(
     let mut stores = Vec::with_capacity(workers);
     for w in 0..workers {
         let mut shard = Shard::new(w, workers);
+        let mut shard6 = Shard6::new(w, workers, Arc::clone(space6));
         let mut index = 0u64;
         let mut bad = None;
         let (wal, rep) = Wal::open(data_dir, w as u32, opts, |payload| {
@@ -119,9 +143,11 @@ pub fn open(
             if bad.is_some() {
                 return;
             }
-            match Lease4::decode(payload) {
-                Ok(l) if l.client.shard(workers) == w => shard.upsert(l),
-                Ok(_) => {} // cannot happen with a stable shard count; ignored defensively
+            match decode_any(payload) {
+                Ok(AnyLease::V4(l)) if l.client.shard(workers) == w => shard.upsert(l),
+                Ok(AnyLease::V6(l)) if l.client.shard(workers) == w => shard6.upsert(l),
+                // Cannot happen with a stable shard count; ignored defensively.
+                Ok(_) => {}
                 Err(e) => bad = Some((index, e)),
             }
         })
@@ -137,8 +163,9 @@ pub fn open(
         report.shards.push(rep);
         stores.push(ShardStore {
             shard,
+            shard6,
             wal,
-            buf: Box::new([0u8; Lease4::MAX_ENCODED_LEN]),
+            buf: Box::new([0u8; Lease6::MAX_ENCODED_LEN]),
         });
     }
 
@@ -218,6 +245,10 @@ mod tests {
         }]
     }
 
+    fn space6(shards: usize) -> Arc<Space6> {
+        Arc::new(Space6::new(&[], shards, &[]).unwrap())
+    }
+
     const OPTS: WalOptions = WalOptions {
         segment_size: 1 << 16,
         durability: Durability::Fsync,
@@ -229,7 +260,7 @@ mod tests {
         let a = Ipv4Addr::new(10, 0, 0, 10);
         {
             let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
-            let (mut st, _) = open(dir.path(), 2, OPTS, &free, &|_| false).unwrap();
+            let (mut st, _) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
             let l = lease(a, 1, BindingState::Active, 5000);
             let w = l.client.shard(2);
             assert!(free.try_take(a));
@@ -238,7 +269,7 @@ mod tests {
             st[w].wal.commit().unwrap();
         }
         let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
-        let (st, rep) = open(dir.path(), 2, OPTS, &free, &|_| false).unwrap();
+        let (st, rep) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
         assert_eq!(rep.records, 1);
         assert!(!free.is_free(a), "held address must be claimed again");
         let total: usize = st.iter().map(|s| s.shard.len()).sum();
@@ -257,7 +288,7 @@ mod tests {
             .unwrap();
         {
             let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
-            let (mut st, _) = open(dir.path(), 2, OPTS, &free, &|_| false).unwrap();
+            let (mut st, _) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
             for l in [c1, c2] {
                 let w = l.client.shard(2);
                 st[w].shard.upsert(l);
@@ -267,7 +298,7 @@ mod tests {
         }
         for _ in 0..2 {
             let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
-            let (st, _) = open(dir.path(), 2, OPTS, &free, &|_| false).unwrap();
+            let (st, _) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
             let holders: Vec<Lease4> = st
                 .iter()
                 .filter_map(|s| s.shard.get_by_addr(a))
@@ -279,12 +310,46 @@ mod tests {
     }
 
     #[test]
+    fn v6_records_replay_into_their_shard() {
+        use crate::lease::IaKind;
+        let dir = tempfile::tempdir().unwrap();
+        let duid = ClientKey::from_duid(&[0, 4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).unwrap();
+        let l = Lease6 {
+            kind: IaKind::Pd,
+            addr: "2001:db8:8000:100::".parse().unwrap(),
+            prefix_len: 56,
+            state: BindingState::Active,
+            client: duid,
+            iaid: 7,
+            subnet_id: 1,
+            preferred_until: 3000,
+            expires: 4000,
+            cltt: 100,
+            partner_expires: 0,
+            update_pending: false,
+        };
+        let w = duid.shard(2);
+        {
+            let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
+            let (mut st, _) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
+            st[w].shard6.upsert(l);
+            st[w].append6(&l).unwrap();
+            st[w].wal.commit().unwrap();
+        }
+        let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
+        let (st, rep) = open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap();
+        assert_eq!(rep.records, 1);
+        assert_eq!(st[w].shard6.iter().collect::<Vec<_>>(), vec![l]);
+        assert_eq!(st[w].shard6.get(IaKind::Pd, l.addr), Some(l));
+    }
+
+    #[test]
     fn shard_count_change_refused() {
         let dir = tempfile::tempdir().unwrap();
         let free = FreeMap::new(&pools(), 2, &|_| false).unwrap();
-        drop(open(dir.path(), 2, OPTS, &free, &|_| false).unwrap());
+        drop(open(dir.path(), 2, OPTS, &free, &|_| false, &space6(2)).unwrap());
         let free = FreeMap::new(&pools(), 3, &|_| false).unwrap();
-        let err = open(dir.path(), 3, OPTS, &free, &|_| false).unwrap_err();
+        let err = open(dir.path(), 3, OPTS, &free, &|_| false, &space6(3)).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -14,13 +14,16 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
 use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    Config, Durability, IoMode, Ipv4Net, Ipv4NetError, Pool4, RawOption, Reservation4, Server,
-    Subnet4, XdpAttachMode, XdpSettings,
+    AddressPool6, Config, Durability, IoMode, Ipv4Net, Ipv4NetError, Ipv6Net, Ipv6NetError, Pool4,
+    PrefixPool6, RawOption, RawOption6, Reservation4, Reservation6, Server, Subnet4, Subnet6,
+    XdpAttachMode, XdpSettings,
 };
 
 /// One problem in a configuration file, displayed as `FILE: FIELD: REASON` (or `FILE: REASON`

@@ -5,7 +5,7 @@
 //! [`Subnet4::new`]).
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -17,6 +17,8 @@ pub struct Config {
     pub server: Server,
     /// `DHCPv4` subnets (`[[subnet4]]`), in file order.
     pub subnet4: Vec<Subnet4>,
+    /// `DHCPv6` subnets (`[[subnet6]]`), in file order.
+    pub subnet6: Vec<Subnet6>,
 }
 
 impl Config {
@@ -35,6 +37,12 @@ impl Config {
     #[must_use]
     pub fn subnet4_by_id(&self, id: u32) -> Option<&Subnet4> {
         self.subnet4.iter().find(|s| s.id == id)
+    }
+
+    /// The `DHCPv6` subnet with this id, if any.
+    #[must_use]
+    pub fn subnet6_by_id(&self, id: u32) -> Option<&Subnet6> {
+        self.subnet6.iter().find(|s| s.id == id)
     }
 }
 
@@ -112,6 +120,9 @@ pub struct Server {
     pub io: IoMode,
     /// Addresses to listen on. Default `["0.0.0.0:67"]`; never empty.
     pub listen: Vec<SocketAddrV4>,
+    /// `DHCPv6` addresses to listen on (`listen6`). Default `["[::]:547"]` (RFC 8415 §7.2:
+    /// servers listen on UDP port 547); never empty.
+    pub listen6: Vec<SocketAddrV6>,
     /// Interfaces on which directly attached clients (giaddr 0) are served. May be empty for a
     /// relay-only server. Default empty.
     pub interfaces: Vec<String>,
@@ -141,6 +152,8 @@ impl Server {
     pub const DEFAULT_DATA_DIR: &'static str = "/var/lib/twinlease";
     /// Default `listen` address.
     pub const DEFAULT_LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
+    /// Default `listen6` address: every address, the server port (RFC 8415 §7.2).
+    pub const DEFAULT_LISTEN6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 547, 0, 0);
     /// Default `offer-hold-secs`.
     pub const DEFAULT_OFFER_HOLD_SECS: u32 = 30;
     /// Default `decline-probation-secs`.
@@ -169,6 +182,7 @@ impl Default for Server {
             durability: Durability::default(),
             io: IoMode::default(),
             listen: vec![Self::DEFAULT_LISTEN],
+            listen6: vec![Self::DEFAULT_LISTEN6],
             interfaces: Vec::new(),
             server_id: None,
             offer_hold_secs: Self::DEFAULT_OFFER_HOLD_SECS,
@@ -411,6 +425,11 @@ pub(super) const fn seven_eighths(secs: u32) -> u32 {
     (secs as u64 * 7 / 8) as u32
 }
 
+/// 4/5 of `secs`, without overflow.
+pub(super) const fn four_fifths(secs: u32) -> u32 {
+    (secs as u64 * 4 / 5) as u32
+}
+
 /// A dynamic address range, both ends included: `range = "10.0.0.100-10.0.0.200"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pool4 {
@@ -467,5 +486,280 @@ pub struct RawOption {
     /// Option code, 1..=254 and not one the server manages itself.
     pub code: u8,
     /// The option's value bytes (without code and length), at most 255 bytes.
+    pub data: Vec<u8>,
+}
+
+/// An IPv6 prefix, written `"2001:db8:1::/64"`.
+///
+/// A configured prefix always has `addr` equal to its network address and
+/// `prefix_len <= 128`; the methods treat a `prefix_len` above 128 as 128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Net {
+    /// The address as written (the network address, once validated).
+    pub addr: Ipv6Addr,
+    /// Prefix length in bits, 0..=128.
+    pub prefix_len: u8,
+}
+
+impl Ipv6Net {
+    /// A prefix from an address and a length; `None` if `prefix_len > 128`.
+    #[must_use]
+    pub const fn new(addr: Ipv6Addr, prefix_len: u8) -> Option<Self> {
+        if prefix_len > 128 {
+            None
+        } else {
+            Some(Self { addr, prefix_len })
+        }
+    }
+
+    /// The mask of `len` leading one bits as a `u128` (`len` above 128 counts as 128).
+    #[must_use]
+    pub const fn mask_of(len: u8) -> u128 {
+        match len {
+            0 => 0,
+            n if n >= 128 => u128::MAX,
+            n => u128::MAX << (128 - n),
+        }
+    }
+
+    /// The network address (bits past the prefix length cleared).
+    #[must_use]
+    pub const fn network(&self) -> Ipv6Addr {
+        Ipv6Addr::from_bits(self.addr.to_bits() & Self::mask_of(self.prefix_len))
+    }
+
+    /// The last address of the prefix (bits past the prefix length set).
+    #[must_use]
+    pub const fn last(&self) -> Ipv6Addr {
+        Ipv6Addr::from_bits(self.addr.to_bits() | !Self::mask_of(self.prefix_len))
+    }
+
+    /// Whether `ip` lies inside this prefix.
+    #[must_use]
+    pub const fn contains(&self, ip: Ipv6Addr) -> bool {
+        let m = Self::mask_of(self.prefix_len);
+        ip.to_bits() & m == self.addr.to_bits() & m
+    }
+
+    /// Whether `other` lies wholly inside this prefix.
+    #[must_use]
+    pub const fn contains_net(&self, other: &Self) -> bool {
+        other.prefix_len >= self.prefix_len && self.contains(other.addr)
+    }
+
+    /// Whether the two prefixes share any address.
+    #[must_use]
+    pub const fn overlaps(&self, other: &Self) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Why a string is not an [`Ipv6Net`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ipv6NetError {
+    /// No `/` separating address and prefix length.
+    #[error("`{0}` is not a prefix: expected ADDRESS/LENGTH such as 2001:db8:1::/64")]
+    MissingSlash(String),
+    /// The address part is not an IPv6 address.
+    #[error("`{0}` is not an IPv6 address")]
+    BadAddress(String),
+    /// The length part is not a number.
+    #[error("`{0}` is not a prefix length")]
+    BadLength(String),
+    /// The length is above 128.
+    #[error("prefix length {0} is larger than 128")]
+    LengthTooLarge(u32),
+}
+
+impl FromStr for Ipv6Net {
+    type Err = Ipv6NetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| Ipv6NetError::MissingSlash(s.to_owned()))?;
+        let addr: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| Ipv6NetError::BadAddress(addr.to_owned()))?;
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Ipv6NetError::BadLength(len.to_owned()));
+        }
+        let len: u32 = len
+            .parse()
+            .map_err(|_| Ipv6NetError::BadLength(len.to_owned()))?;
+        let prefix_len = u8::try_from(len)
+            .ok()
+            .filter(|&l| l <= 128)
+            .ok_or(Ipv6NetError::LengthTooLarge(len))?;
+        Ok(Self { addr, prefix_len })
+    }
+}
+
+/// A `DHCPv6` subnet (one link): the `[[subnet6]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet6 {
+    /// Stable identifier, unique among the `DHCPv6` subnets and > 0; lease records refer to it.
+    pub id: u32,
+    /// The link's prefix; `prefix.addr` is the network address. A relay's link-address
+    /// inside it selects the subnet (RFC 8415 §9, §13.1).
+    pub prefix: Ipv6Net,
+    /// Directly attached clients arriving on this interface use this subnet.
+    pub interface: Option<String>,
+    /// The relay Interface-Id option value (RFC 8415 §21.18) that selects this subnet.
+    pub interface_id: Option<Vec<u8>>,
+    /// Dynamic address ranges (`IA_NA`, RFC 8415 §21.4).
+    pub pool: Vec<AddressPool6>,
+    /// Delegated prefix pools (`IA_PD`, RFC 8415 §21.21).
+    pub pd_pool: Vec<PrefixPool6>,
+    /// Preferred lifetime of addresses and prefixes, seconds (RFC 8415 §21.6, §21.22).
+    /// Default 3000.
+    pub preferred_lifetime: u32,
+    /// Valid lifetime of addresses and prefixes, seconds (RFC 8415 §21.6, §21.22), at least
+    /// the preferred lifetime. Default 4000.
+    pub valid_lifetime: u32,
+    /// T1 of every IA (RFC 8415 §21.4, §21.21). `None`: half the preferred lifetime.
+    pub renew_time: Option<u32>,
+    /// T2 of every IA (RFC 8415 §21.4, §21.21). `None`: 0.8 of the preferred lifetime.
+    pub rebind_time: Option<u32>,
+    /// Answer a SOLICIT carrying Rapid Commit with a committing REPLY (RFC 8415 §18.3.1,
+    /// §21.14). Default off.
+    pub rapid_commit: bool,
+    /// Option 23, recursive DNS servers (RFC 3646 §3).
+    pub dns_servers: Vec<Ipv6Addr>,
+    /// Option 24, the domain search list (RFC 3646 §4), names as written.
+    pub domain_search: Vec<String>,
+    /// Option 82, `SOL_MAX_RT` (RFC 8415 §21.24), 60..=86400 seconds.
+    pub sol_max_rt: Option<u32>,
+    /// Option 32, `INFORMATION_REFRESH_TIME` (RFC 8415 §21.23), at least 600 seconds.
+    pub information_refresh_time: Option<u32>,
+    /// Fixed assignments by DUID.
+    pub reservation: Vec<Reservation6>,
+    /// Further options sent to clients of this subnet when they ask for them, already encoded.
+    pub option: Vec<RawOption6>,
+}
+
+impl Subnet6 {
+    /// Default `preferred-lifetime`.
+    pub const DEFAULT_PREFERRED_LIFETIME: u32 = 3000;
+    /// Default `valid-lifetime`.
+    pub const DEFAULT_VALID_LIFETIME: u32 = 4000;
+
+    /// A subnet with this id and prefix and every other field at its default: no interface,
+    /// interface-id, pools, options or reservations, lifetimes 3000/4000.
+    #[must_use]
+    pub fn new(id: u32, prefix: Ipv6Net) -> Self {
+        Self {
+            id,
+            prefix,
+            interface: None,
+            interface_id: None,
+            pool: Vec::new(),
+            pd_pool: Vec::new(),
+            preferred_lifetime: Self::DEFAULT_PREFERRED_LIFETIME,
+            valid_lifetime: Self::DEFAULT_VALID_LIFETIME,
+            renew_time: None,
+            rebind_time: None,
+            rapid_commit: false,
+            dns_servers: Vec::new(),
+            domain_search: Vec::new(),
+            sol_max_rt: None,
+            information_refresh_time: None,
+            reservation: Vec::new(),
+            option: Vec::new(),
+        }
+    }
+
+    /// T1: `renew-time`, or 0.5 of the preferred lifetime (RFC 8415 §21.4 recommends 0.5
+    /// times the shortest preferred lifetime of the IA).
+    #[must_use]
+    pub fn renew_time(&self) -> u32 {
+        self.renew_time.unwrap_or(self.preferred_lifetime / 2)
+    }
+
+    /// T2: `rebind-time`, or 0.8 of the preferred lifetime (RFC 8415 §21.4).
+    #[must_use]
+    pub fn rebind_time(&self) -> u32 {
+        self.rebind_time
+            .unwrap_or_else(|| four_fifths(self.preferred_lifetime))
+    }
+}
+
+/// A dynamic address range, both ends included: `range = "2001:db8:1::100-2001:db8:1::1ff"`
+/// or `prefix = "2001:db8:1:0:1::/80"` (every address of the prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressPool6 {
+    /// First address of the range.
+    pub start: Ipv6Addr,
+    /// Last address of the range (inclusive, `>= start`).
+    pub end: Ipv6Addr,
+}
+
+impl AddressPool6 {
+    /// Whether `ip` lies in the range.
+    #[must_use]
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        self.start <= ip && ip <= self.end
+    }
+}
+
+impl fmt::Display for AddressPool6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+/// A pool of prefixes to delegate: the `[[subnet6.pd-pool]]` tables. `prefix` is cut into
+/// prefixes of `delegated_len` bits (RFC 8415 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PrefixPool6 {
+    /// The prefix the delegated prefixes are taken from.
+    pub prefix: Ipv6Net,
+    /// Length of each delegated prefix, `prefix.prefix_len..=128`.
+    pub delegated_len: u8,
+    /// The prefix excluded from every delegated prefix (RFC 6603 §4.2), written as it lies
+    /// inside the pool's first delegated prefix: its bits from `delegated_len` on are the
+    /// IPv6 subnet ID sent in `OPTION_PD_EXCLUDE`, and its length is above `delegated_len`.
+    pub excluded: Option<Ipv6Net>,
+}
+
+impl PrefixPool6 {
+    /// The prefix `excluded` describes inside the delegated prefix `delegated` (RFC 6603
+    /// §4.2): the delegated prefix's bits followed by the configured subnet ID bits.
+    #[must_use]
+    pub fn excluded_in(&self, delegated: Ipv6Addr) -> Option<Ipv6Net> {
+        let e = self.excluded?;
+        let high = Ipv6Net::mask_of(self.delegated_len);
+        let bits = (delegated.to_bits() & high) | (e.addr.to_bits() & !high);
+        Some(Ipv6Net {
+            addr: Ipv6Addr::from_bits(bits & Ipv6Net::mask_of(e.prefix_len)),
+            prefix_len: e.prefix_len,
+        })
+    }
+}
+
+/// A fixed assignment: the `[[subnet6.reservation]]` tables. At least one of `address` and
+/// `prefix` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation6 {
+    /// The client's DUID (RFC 8415 §11), written in hex `"00:01:00:01:…"`, 3..=130 bytes.
+    pub duid: Vec<u8>,
+    /// The address given to the client's `IA_NA`, inside the subnet's prefix.
+    pub address: Option<Ipv6Addr>,
+    /// The prefix delegated to the client's `IA_PD`.
+    pub prefix: Option<Ipv6Net>,
+}
+
+/// A custom `DHCPv6` option, already encoded: the `[[subnet6.option]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOption6 {
+    /// Option code, 1..=65535 and not one the server manages itself.
+    pub code: u16,
+    /// The option's value bytes (without code and length).
     pub data: Vec<u8>,
 }

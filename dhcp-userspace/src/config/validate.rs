@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -15,6 +15,8 @@ use super::model::{
 };
 use super::{ConfigError, ConfigErrors};
 
+mod v6;
+
 /// The whole file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -23,6 +25,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     subnet4: Vec<RawSubnet4>,
+    #[serde(default)]
+    subnet6: Vec<v6::RawSubnet6>,
 }
 
 /// `[server]` as written; absent keys take the [`Server`] defaults.
@@ -34,6 +38,7 @@ struct RawServer {
     durability: Option<String>,
     io: Option<String>,
     listen: Option<Vec<String>>,
+    listen6: Option<Vec<String>>,
     interfaces: Vec<String>,
     server_id: Option<String>,
     offer_hold_secs: Option<u32>,
@@ -212,11 +217,13 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         errors: Vec::new(),
     };
     let server = check_server(&mut c, raw.server);
-    let subnets = check_subnets(&mut c, &server, raw.subnet4);
+    let subnet4 = check_subnets(&mut c, &server, raw.subnet4);
+    let subnet6 = v6::check_subnets6(&mut c, &server, raw.subnet6);
     if c.errors.is_empty() {
         Ok(Config {
             server,
-            subnet4: subnets,
+            subnet4,
+            subnet6,
         })
     } else {
         Err(ConfigErrors { errors: c.errors })
@@ -239,6 +246,7 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         durability: d.durability,
         io: d.io,
         listen: Vec::new(),
+        listen6: Vec::new(),
         interfaces: Vec::new(),
         server_id: None,
         offer_hold_secs: raw.offer_hold_secs.unwrap_or(d.offer_hold_secs),
@@ -347,6 +355,33 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
                     c.err(field, format!("{addr} is already listed (listen[{j}])"));
                 } else {
                     s.listen.push(addr);
+                }
+            }
+        }
+    }
+
+    match raw.listen6 {
+        None => s.listen6 = d.listen6,
+        Some(list) if list.is_empty() => c.err(
+            "server.listen6",
+            "at least one listen address is needed (e.g. \"[::]:547\")",
+        ),
+        Some(list) => {
+            for (i, text) in list.iter().enumerate() {
+                let field = format!("server.listen6[{i}]");
+                let Ok(addr) = text.trim().parse::<SocketAddrV6>() else {
+                    c.err(
+                        field,
+                        format!("`{text}` is not an IPv6 [address]:port such as [::]:547"),
+                    );
+                    continue;
+                };
+                if addr.port() == 0 {
+                    c.err(field, format!("{addr}: port 0 is not a port to listen on"));
+                } else if let Some(j) = s.listen6.iter().position(|&a| a == addr) {
+                    c.err(field, format!("{addr} is already listed (listen6[{j}])"));
+                } else {
+                    s.listen6.push(addr);
                 }
             }
         }

@@ -28,10 +28,14 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::config::{Config, Durability as CfgDurability, IoMode};
 use crate::engine::v4::{Destination, Engine, Ingress, MAX_REPLY, Verdict};
+use crate::engine::v6::{Engine6, Ingress6, Verdict6};
 use crate::io::socket::{Interface, RxMeta, SLOT};
+use crate::io::socket6::RxMeta6;
 use crate::io::xdp::frame::EthHeader;
 use crate::lease::Lease4;
+use crate::lease::{ClientKey, Lease6, hash_bytes, shard_of};
 use crate::pool::FreeMap;
+use crate::pool::v6::Space6;
 use crate::store::{self, ShardStore};
 use crate::wal::{Durability, WalOptions};
 use crate::wire::v4::{MessageType, Request, Scratch};
@@ -42,6 +46,9 @@ pub enum DispatchError {
     /// A socket could not be opened.
     #[error(transparent)]
     Socket(#[from] crate::io::socket::SocketError),
+    /// A DHCPv6 socket could not be opened.
+    #[error(transparent)]
+    Socket6(crate::io::socket6::SocketError6),
     /// The XDP path could not be set up.
     #[error(transparent)]
     Xdp(#[from] Box<xdp::XdpSetupError>),
@@ -66,6 +73,9 @@ pub enum DispatchError {
     /// The pools could not be built.
     #[error("pools: {0}")]
     Pool(#[from] crate::pool::PoolError),
+    /// The DHCPv6 pools could not be built.
+    #[error("DHCPv6 pools: {0}")]
+    Pool6(#[source] crate::pool::v6::Pool6Error),
     /// A thread could not be spawned.
     #[error("spawning {what}: {source}")]
     Spawn {
@@ -129,6 +139,28 @@ fn bump(local: &mut Vec<(&'static str, u64)>, k: &'static str) {
     }
 }
 
+fn reply6_label(kind: crate::wire::v6::MessageType) -> &'static str {
+    use crate::wire::v6::MessageType as M;
+    match kind {
+        M::Advertise => "reply6_advertise",
+        M::Reply => "reply6_reply",
+        _ => "reply6_other",
+    }
+}
+
+/// The worker owning a DHCPv6 datagram's client: by its DUID, or, for a message without one
+/// (an INFORMATION-REQUEST may omit it, RFC 8415 §18.2.6; it creates no lease), by its source.
+fn shard_of_v6(
+    bytes: &[u8],
+    src: &std::net::SocketAddrV6,
+    workers: usize,
+) -> Result<usize, crate::wire::v6::Error> {
+    match crate::wire::v6::client_duid_fast(bytes)? {
+        Some(duid) => Ok(ClientKey::from_duid(duid).map_or(0, |k| k.shard(workers))),
+        None => Ok(shard_of(hash_bytes(&src.ip().octets()), workers)),
+    }
+}
+
 fn reply_label(kind: MessageType) -> &'static str {
     match kind {
         MessageType::Offer => "reply_offer",
@@ -147,10 +179,19 @@ struct L2Meta {
     eth: EthHeader,
 }
 
+/// How a request arrived.
+#[derive(Debug, Clone, Copy)]
+enum JobMeta {
+    /// DHCPv4.
+    V4(RxMeta),
+    /// DHCPv6.
+    V6(RxMeta6),
+}
+
 /// One request on its way to a worker.
 struct Job {
     len: usize,
-    meta: RxMeta,
+    meta: JobMeta,
     l2: Option<L2Meta>,
     buf: [u8; SLOT],
 }
@@ -165,7 +206,7 @@ struct WorkerLink {
 impl WorkerLink {
     /// Hand a request to the worker: copy it into a recycled job and try to enqueue it. A
     /// full ring is counted and the request dropped; the receive loop never blocks.
-    fn offer(&self, bytes: &[u8], meta: RxMeta, l2: Option<L2Meta>, stats: &Stats) -> bool {
+    fn offer(&self, bytes: &[u8], meta: JobMeta, l2: Option<L2Meta>, stats: &Stats) -> bool {
         if bytes.len() > SLOT {
             return false;
         }
@@ -227,9 +268,30 @@ impl Server {
                 source,
             }
         })?;
-        let (stores, report) = store::open(&config.server.data_dir, workers, opts, &free, &|a| {
-            reserved.contains(&a)
-        })
+        let (engine6, space6) = if config.subnet6.is_empty() {
+            (
+                None,
+                Arc::new(Space6::new(&[], workers, &[]).map_err(DispatchError::Pool6)?),
+            )
+        } else {
+            let duid = crate::engine::v6::load_or_create_server_duid(&config.server.data_dir)
+                .map_err(|source| DispatchError::DataDir {
+                    dir: config.server.data_dir.display().to_string(),
+                    source,
+                })?;
+            let (e6, pools6, reserved6) = crate::engine::build_v6(config, duid);
+            let space = Space6::new(&pools6, workers, &reserved6).map_err(DispatchError::Pool6)?;
+            (Some(e6), Arc::new(space))
+        };
+        let mut engine6 = engine6;
+        let (stores, report) = store::open(
+            &config.server.data_dir,
+            workers,
+            opts,
+            &free,
+            &|a| reserved.contains(&a),
+            &space6,
+        )
         .map_err(|source| DispatchError::Store {
             dir: config.server.data_dir.display().to_string(),
             source,
@@ -240,10 +302,14 @@ impl Server {
         for name in &config.server.interfaces {
             let i = Interface::lookup(name)?;
             engine.bind_interface(name, i.ifindex);
+            if let Some(e6) = engine6.as_mut() {
+                e6.bind_interface(name, i.ifindex);
+            }
             ifaces.push(i);
         }
         let ifaces = Arc::new(ifaces);
         let engine = Arc::new(engine);
+        let engine6 = engine6.map(Arc::new);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let batch = config.server.batch_size;
@@ -280,6 +346,7 @@ impl Server {
         {
             let worker = Worker {
                 engine: Arc::clone(&engine),
+                engine6: engine6.clone(),
                 free: Arc::clone(&free),
                 store: st,
                 rx,
@@ -405,11 +472,28 @@ impl ReplyTo<'_> {
     }
 }
 
+/// What the egress needs to address one DHCPv6 reply.
+struct ReplyTo6<'a> {
+    /// The client (its link-local address, port 546) or the relay agent (port 547).
+    dest: std::net::SocketAddrV6,
+    /// Interface the request came in on.
+    ifindex: u32,
+    l2: Option<&'a L2Meta>,
+    durable: bool,
+}
+
 impl Egress {
     fn push(&mut self, to: &ReplyTo<'_>, bytes: &[u8], local: &mut Vec<(&'static str, u64)>) {
         match self {
             Self::Socket(e) => e.push(to, bytes),
             Self::Xdp(e) => e.push(to, bytes, local),
+        }
+    }
+
+    fn push6(&mut self, to: &ReplyTo6<'_>, bytes: &[u8], local: &mut Vec<(&'static str, u64)>) {
+        match self {
+            Self::Socket(e) => e.push6(to, bytes, local),
+            Self::Xdp(e) => e.push6(to, bytes, local),
         }
     }
 
@@ -423,6 +507,7 @@ impl Egress {
 
 struct Worker {
     engine: Arc<Engine>,
+    engine6: Option<Arc<Engine6>>,
     free: Arc<FreeMap>,
     store: ShardStore,
     rx: Receiver<Box<Job>>,
@@ -447,6 +532,7 @@ impl Worker {
     fn run(mut self) {
         let mut jobs: Vec<Box<Job>> = Vec::with_capacity(self.batch);
         let mut changes: Vec<Lease4> = Vec::with_capacity(self.batch * 2);
+        let mut changes6: Vec<Lease6> = Vec::with_capacity(self.batch * 4);
         let mut local: Vec<(&'static str, u64)> = Vec::new();
         let mut scratch = Box::new(Scratch::new());
         let mut reply = [0u8; MAX_REPLY];
@@ -468,7 +554,15 @@ impl Worker {
             }
             let now = unix_now();
             changes.clear();
+            changes6.clear();
             for job in &jobs {
+                let m = match job.meta {
+                    JobMeta::V4(m) => m,
+                    JobMeta::V6(m) => {
+                        self.handle6(job, m, now, &mut reply, &mut changes6, &mut local);
+                        continue;
+                    }
+                };
                 let req = match Request::parse(&job.buf[..job.len], &mut scratch) {
                     Ok(r) => r,
                     Err(e) => {
@@ -476,7 +570,6 @@ impl Worker {
                         continue;
                     }
                 };
-                let m = job.meta;
                 let broadcast = m.dst.is_broadcast() || m.dst.octets()[3] == 255;
                 let local_addr = self
                     .iface_addr(m.ifindex)
@@ -520,7 +613,7 @@ impl Worker {
             for j in jobs.drain(..) {
                 let _ = self.recycle.try_send(j);
             }
-            let committed = self.commit(&changes);
+            let committed = self.commit(&changes, &changes6);
             self.egress.flush(committed, &self.stats, &mut local);
             self.stats.fold(&mut local);
             if last_reclaim.elapsed() >= Duration::from_millis(100) {
@@ -534,15 +627,17 @@ impl Worker {
 
     /// Group commit: every record of the batch is durable before any grant leaves
     /// (draft-ietf-dhc-failover-07 §3.1.3). Returns whether the grants may be sent.
-    fn commit(&mut self, changes: &[Lease4]) -> bool {
-        if changes.is_empty() {
+    fn commit(&mut self, changes: &[Lease4], changes6: &[Lease6]) -> bool {
+        if changes.is_empty() && changes6.is_empty() {
             return true;
         }
-        for c in changes {
-            if let Err(e) = self.store.append(c) {
-                tracing::error!(error = %e, "write-ahead log append failed; grants of this batch are not sent");
-                return false;
-            }
+        let appended = changes
+            .iter()
+            .try_for_each(|c| self.store.append(c))
+            .and_then(|()| changes6.iter().try_for_each(|c| self.store.append6(c)));
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "write-ahead log append failed; grants of this batch are not sent");
+            return false;
         }
         match self.store.wal.commit() {
             Ok(_) => {
@@ -559,10 +654,57 @@ impl Worker {
         }
     }
 
+    /// Decide one DHCPv6 datagram and queue its reply.
+    fn handle6(
+        &mut self,
+        job: &Job,
+        m: RxMeta6,
+        now: u32,
+        reply: &mut [u8; MAX_REPLY],
+        changes6: &mut Vec<Lease6>,
+        local: &mut Vec<(&'static str, u64)>,
+    ) {
+        let Some(e6) = self.engine6.as_ref() else {
+            bump(local, "v6_not_configured");
+            return;
+        };
+        let ingress = Ingress6 {
+            ifindex: m.ifindex,
+            src: m.src,
+            dst: m.dst,
+        };
+        match e6.handle(
+            &job.buf[..job.len],
+            &ingress,
+            now,
+            &mut self.store.shard6,
+            reply,
+            changes6,
+        ) {
+            Verdict6::Reply {
+                kind,
+                len,
+                dest,
+                durable,
+            } => {
+                bump(local, reply6_label(kind));
+                let to = ReplyTo6 {
+                    dest,
+                    ifindex: m.ifindex,
+                    l2: job.l2.as_ref(),
+                    durable,
+                };
+                self.egress.push6(&to, &reply[..len], local);
+            }
+            Verdict6::Silent(why) | Verdict6::Drop(why) => bump(local, why),
+        }
+    }
+
     /// Expiry sweep and background compaction, between batches.
     fn maintain(&mut self, last: &mut Instant) {
         *last = Instant::now();
         self.store.shard.reclaim(unix_now(), 4096, &self.free);
+        self.store.shard6.reclaim(unix_now(), 4096);
         if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {
             let c = self.store.wal.compactor();
             let flag = Arc::clone(&self.compacting);

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use super::{DispatchError, ReplyTo, Stats, WorkerLink, bump};
+use super::{DispatchError, JobMeta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, shard_of_v6};
 use crate::config::Config;
 use crate::engine::v4::{Destination, MAX_REPLY};
 use crate::io::socket::{self, Interface, RawSender};
+use crate::io::socket6::{self, Sender6};
 use crate::wire::v4::client_key_fast;
 
 /// What [`start`] gives back: one egress per worker, the bound addresses, the receive loops.
@@ -40,6 +41,17 @@ pub(super) fn start(
         listening.push(local);
         sockets.push(s);
     }
+    // DHCPv6: one listener per listen6 address, joined to ff02::1:2 on every interface
+    // (RFC 8415 §7.1), when DHCPv6 subnets are configured.
+    let mut sockets6 = Vec::new();
+    if !config.subnet6.is_empty() {
+        let joined: Vec<(String, u32)> =
+            ifaces.iter().map(|i| (i.name.clone(), i.ifindex)).collect();
+        for &addr in &config.server.listen6 {
+            let s = socket6::listen6(addr, &joined).map_err(DispatchError::Socket6)?;
+            sockets6.push(s);
+        }
+    }
     let want_raw = !ifaces.is_empty();
     let mut egresses = Vec::with_capacity(links.len());
     for _ in links {
@@ -60,7 +72,21 @@ pub(super) fn start(
         } else {
             None
         };
+        let udp6 = match sockets6.first() {
+            Some(s6) => Some(Sender6::new(
+                s6.try_clone().map_err(|source| {
+                    DispatchError::Socket6(socket6::SocketError6::Listen {
+                        addr: config.server.listen6[0],
+                        source,
+                    })
+                })?,
+                batch,
+            )),
+            None => None,
+        };
         egresses.push(SocketEgress {
+            udp6,
+            durable6: Vec::with_capacity(batch),
             udp: socket::Sender::new(sock, batch),
             durable: Vec::with_capacity(batch),
             raw,
@@ -84,7 +110,47 @@ pub(super) fn start(
             })?;
         threads.push(h);
     }
+    for (i, sock) in sockets6.into_iter().enumerate() {
+        let links = links.to_vec();
+        let stop = Arc::clone(stop);
+        let stats = Arc::clone(stats);
+        let h = std::thread::Builder::new()
+            .name(format!("tl-rx6-{i}"))
+            .spawn(move || rx6_loop(&sock, &links, &stop, &stats, batch))
+            .map_err(|source| DispatchError::Spawn {
+                what: "receiver6",
+                source,
+            })?;
+        threads.push(h);
+    }
     Ok((egresses, listening, threads))
+}
+
+/// The receive loop of one DHCPv6 socket.
+fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
+    let mut rx = socket6::Receiver6::new(sock, batch);
+    let mut local: Vec<(&'static str, u64)> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let n = match rx.recv(100) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "DHCPv6 receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        for i in 0..n {
+            let (bytes, meta) = rx.packet(i);
+            match shard_of_v6(bytes, &meta.src, links.len()) {
+                Ok(w) => {
+                    links[w].offer(bytes, JobMeta::V6(meta), None, stats);
+                }
+                Err(e) => bump(&mut local, e.reason()),
+            }
+        }
+        stats.fold(&mut local);
+    }
 }
 
 /// The receive loop of one socket.
@@ -105,7 +171,7 @@ fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats
             let (bytes, meta) = rx.packet(i);
             match client_key_fast(bytes) {
                 Ok(k) => {
-                    links[k.shard(links.len())].offer(bytes, meta, None, stats);
+                    links[k.shard(links.len())].offer(bytes, JobMeta::V4(meta), None, stats);
                 }
                 Err(e) => bump(&mut local, e.reason()),
             }
@@ -127,6 +193,10 @@ struct RawOut {
 
 /// One worker's egress on the socket path.
 pub(super) struct SocketEgress {
+    /// DHCPv6 replies (when DHCPv6 is configured).
+    udp6: Option<Sender6>,
+    /// Whether each queued DHCPv6 datagram grants, extends or gives back a lease.
+    durable6: Vec<bool>,
     udp: socket::Sender,
     /// Whether each queued UDP datagram grants a lease.
     durable: Vec<bool>,
@@ -180,6 +250,33 @@ impl SocketEgress {
         self.durable.push(to.durable);
     }
 
+    pub(super) fn push6(
+        &mut self,
+        to: &ReplyTo6<'_>,
+        bytes: &[u8],
+        local: &mut Vec<(&'static str, u64)>,
+    ) {
+        let Some(udp6) = self.udp6.as_mut() else {
+            bump(local, "v6_no_socket");
+            return;
+        };
+        let Some(buf) = udp6.next_buf() else { return };
+        buf[..bytes.len()].copy_from_slice(bytes);
+        // A link-local destination (a client) needs the interface; a relay is routed.
+        let ifindex = if to.dest.ip().is_unicast_link_local() {
+            to.ifindex
+        } else {
+            0
+        };
+        udp6.push(
+            bytes.len(),
+            to.dest,
+            ifindex,
+            std::net::Ipv6Addr::UNSPECIFIED,
+        );
+        self.durable6.push(to.durable);
+    }
+
     /// Send the batch's replies; when the commit failed, grants are withheld.
     pub(super) fn flush(
         &mut self,
@@ -187,6 +284,28 @@ impl SocketEgress {
         stats: &Stats,
         local: &mut Vec<(&'static str, u64)>,
     ) {
+        if let Some(udp6) = self.udp6.as_mut() {
+            if !committed && self.durable6.iter().any(|&d| d) {
+                for _ in 0..udp6.len() {
+                    bump(local, "withheld_not_durable");
+                }
+                udp6.clear();
+            }
+            if !udp6.is_empty() {
+                let (sent, failed) = udp6.flush();
+                stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
+                stats
+                    .send_failed
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                if let Some((e, dst)) = udp6.take_error()
+                    && self.last_send_log.elapsed() >= Duration::from_secs(1)
+                {
+                    self.last_send_log = Instant::now();
+                    tracing::warn!(error = %e, %dst, failed, "sending DHCPv6 replies failed");
+                }
+            }
+        }
+        self.durable6.clear();
         if !committed && self.durable.iter().any(|&d| d) {
             // Offers and NAKs of this batch are withheld too: clients retransmit.
             for _ in 0..self.udp.len() {

@@ -7,7 +7,7 @@
 //! frames; an eventfd wakes the queue loop once per batch.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +15,13 @@ use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{DispatchError, L2Meta, ReplyTo, Stats, WorkerLink, bump};
+use super::{
+    DispatchError, JobMeta, L2Meta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, shard_of_v6,
+};
 use crate::config::{Config, XdpAttachMode};
 use crate::engine::v4::Destination;
 use crate::io::socket::{Interface, RxMeta};
+use crate::io::socket6::RxMeta6;
 use crate::io::xdp::frame::{self, EthHeader, IpPair};
 use crate::io::xdp::program::{AttachMode, ProgramError, XdpCounters, XdpProgram};
 use crate::io::xdp::umem::{Umem, UmemConfig, UmemError};
@@ -89,6 +92,8 @@ struct Port {
     ifindex: u32,
     mac: [u8; 6],
     addr: Option<Ipv4Addr>,
+    addr6_link_local: Option<Ipv6Addr>,
+    addr6_global: Option<Ipv6Addr>,
     tx: ArrayQueue<Box<TxFrame>>,
     wake: OwnedFd,
 }
@@ -112,6 +117,9 @@ impl Port {
 /// The running `AF_XDP` path: programs, queue loops.
 pub(super) struct XdpPath {
     programs: Vec<(String, XdpProgram)>,
+    /// Keeps `ff02::1:2` joined on the interfaces (RFC 8415 §7.1), so that NICs that filter
+    /// multicast in hardware accept DHCPv6 frames; it is never read: XDP takes them first.
+    _v6_group: Option<socket2::Socket>,
     loops: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -204,8 +212,17 @@ pub(super) fn start(
     };
     // The loops get their own stop flag so the path can be stopped before the workers.
     let loop_stop = Arc::new(AtomicBool::new(false));
+    let v6_group = if config.subnet6.is_empty() {
+        None
+    } else {
+        let joined: Vec<(String, u32)> =
+            ifaces.iter().map(|i| (i.name.clone(), i.ifindex)).collect();
+        let any = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0);
+        Some(crate::io::socket6::listen6(any, &joined).map_err(DispatchError::Socket6)?)
+    };
     let mut path = XdpPath {
         programs: Vec::new(),
+        _v6_group: v6_group,
         loops: Vec::new(),
         stop: Arc::clone(&loop_stop),
     };
@@ -264,6 +281,8 @@ pub(super) fn start(
                 ifindex: iface.ifindex,
                 mac: iface.mac,
                 addr: iface.addr,
+                addr6_link_local: iface.addr6_link_local,
+                addr6_global: iface.addr6_global,
                 tx: ArrayQueue::new(x.ring_size as usize),
                 wake: eventfd()?,
             });
@@ -349,7 +368,7 @@ impl QueueLoop {
                                     };
                                     self.links[k.shard(self.links.len())].offer(
                                         payload,
-                                        meta,
+                                        JobMeta::V4(meta),
                                         Some(l2),
                                         &self.stats,
                                     );
@@ -357,8 +376,36 @@ impl QueueLoop {
                                 Err(e) => bump(&mut local, e.reason()),
                             }
                         }
-                        // DHCPv6 is steered here too; it is not served yet.
-                        _ => bump(&mut local, "xdp_not_dhcpv4"),
+                        IpPair::V6 { src, dst } if info.dst_port == 547 => {
+                            let payload = info.payload(bytes);
+                            // A link-local source is answered on the interface it came in on.
+                            let scope = if src.is_unicast_link_local() {
+                                port.ifindex
+                            } else {
+                                0
+                            };
+                            let meta = RxMeta6 {
+                                src: SocketAddrV6::new(src, info.src_port, 0, scope),
+                                dst,
+                                ifindex: port.ifindex,
+                            };
+                            match shard_of_v6(payload, &meta.src, self.links.len()) {
+                                Ok(w) => {
+                                    let l2 = L2Meta {
+                                        port: self.idx,
+                                        eth: info.eth,
+                                    };
+                                    self.links[w].offer(
+                                        payload,
+                                        JobMeta::V6(meta),
+                                        Some(l2),
+                                        &self.stats,
+                                    );
+                                }
+                                Err(e) => bump(&mut local, e.reason()),
+                            }
+                        }
+                        _ => bump(&mut local, "xdp_not_dhcp"),
                     },
                     Err(_) => bump(&mut local, "xdp_bad_frame"),
                 }
@@ -485,6 +532,55 @@ impl XdpEgress {
             &eth,
             SocketAddrV4::new(src_ip, 67),
             to.udp_dst(),
+            bytes,
+        ) {
+            f.len = n;
+            self.pending.push((l2.port, to.durable, f));
+        } else {
+            bump(local, "xdp_frame_too_large");
+            let _ = self.pool.push(f);
+        }
+    }
+
+    /// Build a DHCPv6 reply frame: back to the request's link-layer source (the client or the
+    /// relay), from our link-local address to a link-local client, else from our global one
+    /// (RFC 8415 §18.4; the UDP checksum is mandatory, RFC 8200 §8.1).
+    pub(super) fn push6(
+        &mut self,
+        to: &ReplyTo6<'_>,
+        bytes: &[u8],
+        local: &mut Vec<(&'static str, u64)>,
+    ) {
+        let Some(l2) = to.l2 else {
+            bump(local, "xdp_reply_without_l2");
+            return;
+        };
+        let port = &self.ports[l2.port];
+        let src_ip = if to.dest.ip().is_unicast_link_local() {
+            port.addr6_link_local
+        } else {
+            port.addr6_global.or(port.addr6_link_local)
+        };
+        let Some(src_ip) = src_ip else {
+            bump(local, "xdp_no_ipv6_source");
+            return;
+        };
+        let eth = EthHeader {
+            dst_mac: l2.eth.src_mac,
+            src_mac: port.mac,
+            vlans: l2.eth.vlans,
+        };
+        let mut f = self.pool.pop().unwrap_or_else(|| {
+            Box::new(TxFrame {
+                len: 0,
+                buf: [0u8; TX_FRAME],
+            })
+        });
+        if let Ok(n) = frame::build_udp6_reply(
+            &mut f.buf,
+            &eth,
+            SocketAddrV6::new(src_ip, 547, 0, 0),
+            to.dest,
             bytes,
         ) {
             f.len = n;

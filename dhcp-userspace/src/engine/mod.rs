@@ -2,8 +2,10 @@
 //! which reply and which lease change. No I/O happens here.
 //!
 //! - [`v4`]: DHCPv4 (RFC 2131).
+//! - [`v6`]: DHCPv6 (RFC 8415, prefix delegation and RFC 6603 prefix exclude).
 
 pub mod v4;
+pub mod v6;
 
 use crate::config::Config;
 use crate::pool::PoolRange;
@@ -68,4 +70,101 @@ pub fn build_v4(config: &Config) -> (v4::Engine, Vec<PoolRange>) {
         decline_probation_secs: config.server.decline_probation_secs,
     };
     (v4::Engine::new(subnets, settings), ranges)
+}
+
+/// Build the DHCPv6 engine, answering as `server_duid` (see
+/// [`v6::load_or_create_server_duid`]), with the pools of its
+/// [`Space6`](crate::pool::v6::Space6) and the reserved addresses and prefixes the space must
+/// never allocate dynamically.
+///
+/// Pool ids are assigned in configuration order, subnet by subnet (its address pools, then
+/// its pd-pools), starting at 1. A pd-pool's `excluded-prefix` is not passed to the space: RFC
+/// 6603 excludes it from inside every delegated prefix (the engine sends it in
+/// `OPTION_PD_EXCLUDE`), so no delegated prefix is withheld for it.
+#[must_use]
+pub fn build_v6(
+    config: &Config,
+    server_duid: Vec<u8>,
+) -> (
+    v6::Engine6,
+    Vec<crate::pool::v6::Pool6>,
+    Vec<(std::net::Ipv6Addr, u8)>,
+) {
+    use crate::pool::v6::{Pool6, Pool6Kind};
+    let mut pools = Vec::new();
+    let mut reserved = Vec::new();
+    let mut subnets = Vec::with_capacity(config.subnet6.len());
+    for s in &config.subnet6 {
+        let mut sub = v6::Subnet6 {
+            interface: s.interface.clone(),
+            interface_id: s.interface_id.clone(),
+            preferred: s.preferred_lifetime,
+            valid: s.valid_lifetime,
+            t1: s.renew_time(),
+            t2: s.rebind_time(),
+            rapid_commit: s.rapid_commit,
+            dns_servers: s.dns_servers.clone(),
+            domain_list: v6::encode_domain_list(&s.domain_search),
+            sol_max_rt: s.sol_max_rt,
+            information_refresh_time: s.information_refresh_time,
+            options: s.option.iter().map(|o| (o.code, o.data.clone())).collect(),
+            ..v6::Subnet6::new(s.id, s.prefix.network(), s.prefix.prefix_len)
+        };
+        for p in &s.pool {
+            let id = pools.len() as u32 + 1;
+            pools.push(Pool6 {
+                id,
+                subnet_id: s.id,
+                kind: Pool6Kind::Na {
+                    start: p.start,
+                    end: p.end,
+                },
+            });
+            sub.na_pools.push(id);
+        }
+        for p in &s.pd_pool {
+            let id = pools.len() as u32 + 1;
+            pools.push(Pool6 {
+                id,
+                subnet_id: s.id,
+                kind: Pool6Kind::Pd {
+                    prefix: p.prefix.network(),
+                    prefix_len: p.prefix.prefix_len,
+                    delegated_len: p.delegated_len,
+                    excluded: None,
+                },
+            });
+            sub.pd_pools.push(v6::PdPool {
+                id,
+                delegated_len: p.delegated_len,
+                excluded: p.excluded.map(|e| (e.network(), e.prefix_len)),
+            });
+        }
+        for r in &s.reservation {
+            let prefix = r.prefix.map(|p| (p.network(), p.prefix_len));
+            if let Some(a) = r.address {
+                reserved.push((a, 128));
+            }
+            if let Some(p) = prefix {
+                reserved.push(p);
+            }
+            sub.reservations.insert(
+                r.duid.clone(),
+                v6::Reserved6 {
+                    address: r.address,
+                    prefix,
+                },
+            );
+        }
+        subnets.push(sub);
+    }
+    let settings = v6::Settings6 {
+        offer_hold_secs: config.server.offer_hold_secs,
+        decline_probation_secs: config.server.decline_probation_secs,
+    };
+    (
+        v6::Engine6::new(subnets, server_duid, settings),
+        pools,
+        reserved,
+    )
 }

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -46,6 +46,10 @@ pub struct Interface {
     pub ifindex: u32,
     /// First IPv4 address, if any.
     pub addr: Option<Ipv4Addr>,
+    /// IPv6 link-local address (`fe80::/10`), if any: the source of DHCPv6 replies to clients.
+    pub addr6_link_local: Option<Ipv6Addr>,
+    /// First global IPv6 address, if any: the source of DHCPv6 replies to relay agents.
+    pub addr6_global: Option<Ipv6Addr>,
     /// Hardware address.
     pub mac: [u8; 6],
 }
@@ -70,24 +74,44 @@ impl Interface {
         for (i, part) in mac_text.trim().split(':').take(6).enumerate() {
             mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
         }
+        let a = addresses_of(name);
         Ok(Self {
             name: name.to_owned(),
             ifindex,
-            addr: ipv4_of(name),
+            addr: a.v4,
+            addr6_link_local: a.v6_link_local,
+            addr6_global: a.v6_global,
             mac,
         })
     }
 }
 
+/// The addresses of one interface, as getifaddrs reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IfAddresses {
+    /// First IPv4 address.
+    pub v4: Option<Ipv4Addr>,
+    /// First IPv6 link-local address (`fe80::/10`).
+    pub v6_link_local: Option<Ipv6Addr>,
+    /// First other (global or unique-local) IPv6 address.
+    pub v6_global: Option<Ipv6Addr>,
+}
+
 /// The first IPv4 address of an interface (getifaddrs).
 #[must_use]
 pub fn ipv4_of(name: &str) -> Option<Ipv4Addr> {
+    addresses_of(name).v4
+}
+
+/// The addresses of an interface (getifaddrs).
+#[must_use]
+pub fn addresses_of(name: &str) -> IfAddresses {
+    let mut out = IfAddresses::default();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // Safety: getifaddrs writes a list head into ifap, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&raw mut ifap) } != 0 {
-        return None;
+        return out;
     }
-    let mut found = None;
     let mut p = ifap;
     while !p.is_null() {
         // Safety: p is a node of the list getifaddrs returned and has not been freed.
@@ -98,19 +122,30 @@ pub fn ipv4_of(name: &str) -> Option<Ipv4Addr> {
         }
         // Safety: ifa_name is a NUL-terminated string owned by the list.
         let n = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if n.to_bytes() != name.as_bytes() {
+            continue;
+        }
         // Safety: ifa_addr is non-null and points at a sockaddr of at least sa_family's size.
-        let family = unsafe { (*ifa.ifa_addr).sa_family };
-        if n.to_bytes() == name.as_bytes() && i32::from(family) == libc::AF_INET {
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        if family == libc::AF_INET && out.v4.is_none() {
             // Safety: the family is AF_INET, so the sockaddr is a sockaddr_in; read_unaligned
             // makes no assumption about its alignment.
             let sin = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned() };
-            found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-            break;
+            out.v4 = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        } else if family == libc::AF_INET6 {
+            // Safety: the family is AF_INET6, so the sockaddr is a sockaddr_in6.
+            let sin6 = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_in6>().read_unaligned() };
+            let a = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            if a.is_unicast_link_local() {
+                out.v6_link_local.get_or_insert(a);
+            } else if !a.is_loopback() && !a.is_multicast() {
+                out.v6_global.get_or_insert(a);
+            }
         }
     }
     // Safety: ifap came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(ifap) };
-    found
+    out
 }
 
 /// Open a UDP listener with the options the DHCP server needs.
