@@ -93,6 +93,9 @@ pub struct XdpSettings {
     pub frames: u32,
     /// Queues to serve per interface (0: every receive queue). Default 0.
     pub queues: u32,
+    /// Cores the queue loops are pinned to (`queue-cores`): loop i runs on
+    /// `queue_cores[i % len]`. Empty (the default): not pinned.
+    pub queue_cores: Vec<usize>,
 }
 
 impl Default for XdpSettings {
@@ -103,6 +106,7 @@ impl Default for XdpSettings {
             ring_size: 2048,
             frames: 4096,
             queues: 0,
+            queue_cores: Vec::new(),
         }
     }
 }
@@ -145,6 +149,9 @@ pub struct Server {
     pub relay_port: u16,
     /// Settings of the XDP path (used when `io = "xdp"`).
     pub xdp: XdpSettings,
+    /// Cores the workers are pinned to (`worker-cores`): worker w runs on
+    /// `worker_cores[w % len]`. Empty (the default): not pinned.
+    pub worker_cores: Vec<usize>,
 }
 
 impl Server {
@@ -193,6 +200,7 @@ impl Default for Server {
             reply_port: Self::DEFAULT_REPLY_PORT,
             relay_port: Self::DEFAULT_RELAY_PORT,
             xdp: XdpSettings::default(),
+            worker_cores: Vec::new(),
         }
     }
 }

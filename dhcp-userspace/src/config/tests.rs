@@ -1235,3 +1235,24 @@ fn all_problems_are_reported_at_once() {
         ]
     );
 }
+
+#[test]
+fn pinning_cores_must_exist() {
+    assert_error(
+        "[server]\nworker-cores = [0, 4096]\n",
+        "server.worker-cores[1]",
+        "core 4096 does not exist here",
+    );
+    assert_error(
+        "[server.xdp]\nqueue-cores = [9999]\n",
+        "server.xdp.queue-cores[0]",
+        "does not exist",
+    );
+    let c = parse(
+        "[server]\nworker-cores = [0]\n[server.xdp]\nqueue-cores = [0, 0]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.server.worker_cores, vec![0]);
+    assert_eq!(c.server.xdp.queue_cores, vec![0, 0]);
+}

@@ -48,6 +48,7 @@ struct RawServer {
     wal_segment_mib: Option<u32>,
     reply_port: Option<u16>,
     relay_port: Option<u16>,
+    worker_cores: Option<Vec<usize>>,
     xdp: Option<RawXdp>,
 }
 
@@ -60,6 +61,7 @@ struct RawXdp {
     ring_size: Option<u32>,
     frames: Option<u32>,
     queues: Option<u32>,
+    queue_cores: Option<Vec<usize>>,
 }
 
 /// One `[[subnet4]]` as written. `id` and `subnet` are required, but optional here so that
@@ -259,8 +261,10 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         reply_port: raw.reply_port.unwrap_or(d.reply_port),
         relay_port: raw.relay_port.unwrap_or(d.relay_port),
         xdp: d.xdp.clone(),
+        worker_cores: raw.worker_cores.clone().unwrap_or_default(),
     };
 
+    check_cores(c, "server.worker-cores", &s.worker_cores);
     if s.data_dir.as_os_str().is_empty() {
         c.err("server.data-dir", "must not be empty");
     }
@@ -331,6 +335,8 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
             );
         }
         s.xdp.queues = x.queues.unwrap_or(dx.queues);
+        s.xdp.queue_cores = x.queue_cores.clone().unwrap_or_default();
+        check_cores(c, "server.xdp.queue-cores", &s.xdp.queue_cores);
     }
 
     match raw.listen {
@@ -441,6 +447,20 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
 
 /// Linux's rules for a network device name (`dev_valid_name`): 1-15 bytes, not `.` or `..`,
 /// no `/`, `:` or whitespace.
+/// Core lists for pinning: each core must exist on this machine (`sched_setaffinity` would
+/// refuse it at start otherwise).
+fn check_cores(c: &mut Checker<'_>, field: &str, cores: &[usize]) {
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for (i, &core) in cores.iter().enumerate() {
+        if core >= available {
+            c.err(
+                format!("{field}[{i}]"),
+                format!("core {core} does not exist here (this machine has {available} core(s): 0..={})", available - 1),
+            );
+        }
+    }
+}
+
 fn check_interface_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("an interface name cannot be empty".to_owned());

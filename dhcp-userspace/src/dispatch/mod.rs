@@ -359,9 +359,14 @@ impl Server {
                 relay_port: config.server.relay_port,
                 compacting: Arc::new(AtomicBool::new(false)),
             };
+            let core = (!config.server.worker_cores.is_empty())
+                .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);
             let h = std::thread::Builder::new()
                 .name(format!("tl-worker-{w}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    pin(core, "worker", w);
+                    worker.run();
+                })
                 .map_err(|source| DispatchError::Spawn {
                     what: "worker",
                     source,
@@ -410,6 +415,16 @@ impl Drop for Server {
         self.stop.store(true, Ordering::Release);
         if let Some(x) = self.xdp.take() {
             x.shutdown();
+        }
+    }
+}
+
+/// Pin the calling thread to `core` when one is configured; a refusal is logged, not fatal.
+fn pin(core: Option<usize>, what: &str, index: usize) {
+    if let Some(core) = core {
+        match crate::tune::pin_current_thread(core) {
+            Ok(()) => tracing::info!(thread = what, index, core, "pinned"),
+            Err(e) => tracing::warn!(thread = what, index, core, error = %e, "could not pin"),
         }
     }
 }

@@ -307,9 +307,13 @@ pub(super) fn start(
         };
         let loop_stop = Arc::clone(&loop_stop);
         let server_stop = Arc::clone(stop);
+        let core = (!x.queue_cores.is_empty()).then(|| x.queue_cores[idx % x.queue_cores.len()]);
         let h = std::thread::Builder::new()
             .name(format!("tl-xdp-{}-{}", ports[idx].iface, ports[idx].queue))
-            .spawn(move || ql.run(&loop_stop, &server_stop))
+            .spawn(move || {
+                super::pin(core, "queue loop", idx);
+                ql.run(&loop_stop, &server_stop);
+            })
             .map_err(|source| DispatchError::Spawn {
                 what: "AF_XDP queue loop",
                 source,
