@@ -70,20 +70,20 @@ pub fn parse_events(text: &str) -> Vec<ClientEvent> {
         .collect()
 }
 
-fn write_script(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_script(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
 
-fn read_events(path: &Path) -> Vec<ClientEvent> {
+pub(crate) fn read_events(path: &Path) -> Vec<ClientEvent> {
     fs::read_to_string(path)
         .map(|t| parse_events(&t))
         .unwrap_or_default()
 }
 
 /// Shell-quotes a path for embedding in a script.
-fn sh_quote(path: &Path) -> String {
+pub(crate) fn sh_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 

@@ -11,14 +11,18 @@
 //! - [`netns`]: [`netns::Netns`], [`netns::VethPair`], `ip` helpers, the stale sweep;
 //! - [`topology`]: [`topology::Topology`], a server namespace and client namespaces;
 //! - [`clients`]: `dhclient` and `udhcpc` drivers;
-//! - [`perfdhcp`]: runs `perfdhcp` and parses its statistics;
+//! - [`clients6`]: the `dhclient -6` driver (addresses and delegated prefixes);
+//! - [`perfdhcp`]: runs `perfdhcp` (`-4` or `-6`) and parses its statistics;
 //! - [`capture`]: `tcpdump` captures and a pcap reader that extracts DHCP messages;
 //! - [`kea`]: a Kea DHCP server as a reference peer;
+//! - [`kea6`]: Kea's DHCPv6 server as a reference peer;
 //! - [`twinlease`]: finds, configures, runs and queries the `twinlease` binary.
 
 pub mod capture;
 pub mod clients;
+pub mod clients6;
 pub mod kea;
+pub mod kea6;
 pub mod netns;
 pub mod perfdhcp;
 pub mod process;

@@ -4,6 +4,7 @@
 //! [`sweep_stale`], which deletes namespaces and links left by test processes that no
 //! longer exist.
 
+use std::net::Ipv6Addr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Once;
@@ -154,6 +155,52 @@ impl Netns {
         self.ip(&["link", "set", dev, "up"]).map(drop)
     }
 
+    /// Sets sysctl `key` (e.g. `net.ipv6.conf.s0.accept_dad`) to `value` in the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let kv = format!("{key}={value}");
+        self.exec_ok("sysctl", &["-q", "-w", &kv], IP_TIMEOUT)
+            .map(drop)
+    }
+
+    /// Turns IPv6 duplicate address detection off on `dev` (RFC 4862 §5.4), so addresses
+    /// added from now on are usable at once. Addresses already tentative finish their DAD.
+    pub fn disable_dad(&self, dev: &str) -> Result<()> {
+        self.sysctl(&format!("net.ipv6.conf.{dev}.accept_dad"), "0")
+    }
+
+    /// Adds the IPv6 address `cidr` (e.g. `2001:db8:1::1/64`) to `dev` without DAD
+    /// (`nodad`), so it is usable at once.
+    pub fn add_addr6(&self, dev: &str, cidr: &str) -> Result<()> {
+        self.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"])
+            .map(drop)
+    }
+
+    /// The IPv6 addresses of `dev` with scope `scope` (`link` or `global`) that have passed
+    /// DAD (not `tentative`, not `dadfailed`).
+    pub fn ipv6_addrs(&self, dev: &str, scope: &str) -> Result<Vec<Ipv6Addr>> {
+        let text = self.ip(&["-6", "-o", "addr", "show", "dev", dev, "scope", scope])?;
+        Ok(parse_ipv6_addrs(&text))
+    }
+
+    /// Waits up to `timeout` until `dev` has a usable link-local address (DAD done) and
+    /// returns it. DHCPv6 clients send from it and servers answer to it (RFC 8415 §13.1).
+    pub fn wait_link_local(&self, dev: &str, timeout: Duration) -> Result<Ipv6Addr> {
+        let found = process::wait_until(timeout, || {
+            self.ipv6_addrs(dev, "link")
+                .ok()
+                .and_then(|v| v.first().copied())
+        });
+        found.ok_or_else(|| {
+            let now = self
+                .ip(&["-6", "addr", "show", "dev", dev])
+                .unwrap_or_else(|e| e.0);
+            Error(format!(
+                "{dev} in {} has no usable link-local address after {timeout:?}:\n{now}",
+                self.name
+            ))
+        })
+    }
+
     /// Whether some UDP socket in the namespace is bound to local `port`.
     #[must_use]
     pub fn udp_port_bound(&self, port: u16) -> bool {
@@ -169,6 +216,19 @@ impl Drop for Netns {
             eprintln!("harness: deleting namespace {}: {e}", self.name);
         }
     }
+}
+
+/// The usable addresses in `ip -6 -o addr show` output: lines whose flags include neither
+/// `tentative` nor `dadfailed`.
+#[must_use]
+pub fn parse_ipv6_addrs(text: &str) -> Vec<Ipv6Addr> {
+    text.lines()
+        .filter(|l| !l.contains("tentative") && !l.contains("dadfailed"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().skip_while(|w| *w != "inet6");
+            words.nth(1)?.split('/').next()?.parse().ok()
+        })
+        .collect()
 }
 
 /// A veth pair whose two ends live in two namespaces under chosen names. Deleting either
@@ -251,5 +311,32 @@ impl Drop for VethPair {
     fn drop(&mut self) {
         // The namespace may already be gone, taking the pair with it: that is fine.
         let _ = ip(&["-n", &self.ns_a, "link", "del", &self.name_a]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_usable_ipv6_addresses() {
+        let text = "2: s0    inet6 2001:db8:1::1/64 scope global \\       valid_lft forever preferred_lft forever\n\
+                    2: s0    inet6 2001:db8:1::9/64 scope global tentative \\       valid_lft forever\n\
+                    2: s0    inet6 fe80::dc3a:28ff:fea2:a291/64 scope link \\       valid_lft forever\n\
+                    2: s0    inet6 fe80::1/64 scope link dadfailed tentative \\       valid_lft forever\n";
+        assert_eq!(
+            parse_ipv6_addrs(text),
+            vec![
+                "2001:db8:1::1".parse::<Ipv6Addr>().unwrap(),
+                "fe80::dc3a:28ff:fea2:a291".parse().unwrap()
+            ]
+        );
+        assert!(parse_ipv6_addrs("").is_empty());
+    }
+
+    #[test]
+    fn owner_pid_reads_the_prefix() {
+        assert_eq!(owner_pid("tl123-4-srv"), Some(123));
+        assert_eq!(owner_pid("eth0"), None);
     }
 }

@@ -1,13 +1,41 @@
-//! Runs Kea's `perfdhcp` (for DHCP version 4) in a namespace and parses its final report.
+//! Runs Kea's `perfdhcp` (DHCPv4, or DHCPv6 with [`PerfdhcpOptions::new_v6`]) in a namespace
+//! and parses its final report.
 //!
-//! perfdhcp sends as a relay: it needs a local address (see
+//! For DHCPv4 perfdhcp sends as a relay: it needs a local address (see
 //! [`crate::topology::Topology::assign_client_addr`]), puts it in `giaddr`, and the server
-//! answers by unicast to that address.
+//! answers by unicast to that address. For DHCPv6 it sends from the interface's link-local
+//! address to `ff02::1:2` (RFC 8415 §7.1) like a directly attached client, or, with
+//! [`PerfdhcpOptions::relay_levels`], wraps every message in RELAY-FORW (RFC 8415 §9) as a
+//! relay agent whose link-address is a global address of the interface (see
+//! [`crate::topology::Topology::assign_client_addr6`]).
 
 use std::time::Duration;
 
 use crate::netns::Netns;
 use crate::{Error, Result};
+
+/// What a simulated DHCPv6 client asks for (perfdhcp `-e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease6Kind {
+    /// `IA_NA` only (`-e address-only`).
+    AddressOnly,
+    /// `IA_PD` only (`-e prefix-only`).
+    PrefixOnly,
+    /// `IA_NA` and `IA_PD` in every exchange (`-e address-and-prefix`).
+    AddressAndPrefix,
+}
+
+impl Lease6Kind {
+    /// The `-e` argument.
+    #[must_use]
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::AddressOnly => "address-only",
+            Self::PrefixOnly => "prefix-only",
+            Self::AddressAndPrefix => "address-and-prefix",
+        }
+    }
+}
 
 /// What to run. Build with [`PerfdhcpOptions::new`] and set fields.
 #[derive(Debug, Clone)]
@@ -38,6 +66,10 @@ pub struct PerfdhcpOptions {
     pub server: Option<String>,
     /// Wall-clock limit after which perfdhcp is killed.
     pub timeout: Duration,
+    /// `None`: DHCPv4 (`-4`). `Some(kind)`: DHCPv6 (`-6 -e KIND`).
+    pub v6: Option<Lease6Kind>,
+    /// DHCPv6 only: simulate this many relay agents (`-A N`; perfdhcp supports 1).
+    pub relay_levels: Option<u32>,
 }
 
 impl PerfdhcpOptions {
@@ -59,19 +91,39 @@ impl PerfdhcpOptions {
             extra: Vec::new(),
             server: None,
             timeout: Duration::from_mins(1),
+            v6: None,
+            relay_levels: None,
+        }
+    }
+
+    /// Like [`PerfdhcpOptions::new`] but DHCPv6 (`-6 -e KIND`) on interface `local`.
+    #[must_use]
+    pub fn new_v6(local: &str, clients: u32, kind: Lease6Kind) -> Self {
+        Self {
+            v6: Some(kind),
+            ..Self::new(local, clients)
         }
     }
 
     /// The perfdhcp command line arguments.
     #[must_use]
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "-4".to_owned(),
+        let mut a = match self.v6 {
+            None => vec!["-4".to_owned()],
+            Some(kind) => vec!["-6".to_owned(), "-e".to_owned(), kind.arg().to_owned()],
+        };
+        a.extend([
             "-l".to_owned(),
             self.local.clone(),
             "-R".to_owned(),
             self.clients.to_string(),
-        ];
+        ]);
+        if self.v6.is_some()
+            && let Some(n) = self.relay_levels
+        {
+            a.push("-A".to_owned());
+            a.push(n.to_string());
+        }
         let mut opt = |flag: &str, v: Option<String>| {
             if let Some(v) = v {
                 a.push(flag.to_owned());
@@ -96,7 +148,8 @@ impl PerfdhcpOptions {
     }
 }
 
-/// Statistics of one exchange kind (DISCOVER-OFFER or REQUEST-ACK).
+/// Statistics of one exchange kind (DISCOVER-OFFER or REQUEST-ACK; SOLICIT-ADVERTISE or
+/// REQUEST-REPLY).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExchangeStats {
     /// Requests sent.
@@ -130,21 +183,45 @@ pub struct PerfdhcpReport {
     pub discover_offer: Option<ExchangeStats>,
     /// REQUEST-ACK statistics.
     pub request_ack: Option<ExchangeStats>,
+    /// DHCPv6 SOLICIT-ADVERTISE statistics.
+    pub solicit_advertise: Option<ExchangeStats>,
+    /// DHCPv6 REQUEST-REPLY statistics.
+    pub request_reply: Option<ExchangeStats>,
     /// The whole output (stdout then stderr).
     pub raw: String,
 }
 
 impl PerfdhcpReport {
-    /// DHCPACKs received (completed four-way exchanges).
+    /// The first exchange: DISCOVER-OFFER (v4), else SOLICIT-ADVERTISE (v6).
+    #[must_use]
+    pub fn first_exchange(&self) -> Option<&ExchangeStats> {
+        self.discover_offer
+            .as_ref()
+            .or(self.solicit_advertise.as_ref())
+    }
+
+    /// The second exchange: REQUEST-ACK (v4), else REQUEST-REPLY (v6).
+    #[must_use]
+    pub fn second_exchange(&self) -> Option<&ExchangeStats> {
+        self.request_ack.as_ref().or(self.request_reply.as_ref())
+    }
+
+    /// DHCPACKs (v4) or REPLYs to REQUEST (v6) received: completed four-way exchanges.
     #[must_use]
     pub fn acks(&self) -> u64 {
-        self.request_ack.as_ref().map_or(0, |s| s.received)
+        self.second_exchange().map_or(0, |s| s.received)
+    }
+
+    /// Exchanges started: DISCOVERs (v4) or SOLICITs (v6) sent.
+    #[must_use]
+    pub fn started(&self) -> u64 {
+        self.first_exchange().map_or(0, |s| s.sent)
     }
 
     /// Drops of both exchanges.
     #[must_use]
     pub fn total_drops(&self) -> u64 {
-        [&self.discover_offer, &self.request_ack]
+        [self.first_exchange(), self.second_exchange()]
             .into_iter()
             .flatten()
             .map(|s| s.drops)
@@ -154,17 +231,18 @@ impl PerfdhcpReport {
     /// Non-unique addresses of both exchanges.
     #[must_use]
     pub fn non_unique(&self) -> u64 {
-        [&self.discover_offer, &self.request_ack]
+        [self.first_exchange(), self.second_exchange()]
             .into_iter()
             .flatten()
             .map(|s| s.non_unique)
             .sum()
     }
 
-    /// Fraction of started exchanges (DISCOVERs) that did not end with an ACK.
+    /// Fraction of started exchanges (DISCOVERs or SOLICITs) that did not end with an ACK
+    /// or a REPLY.
     #[must_use]
     pub fn failed_fraction(&self) -> f64 {
-        let started = self.discover_offer.as_ref().map_or(0, |s| s.sent);
+        let started = self.started();
         if started == 0 {
             return 1.0;
         }
@@ -179,7 +257,7 @@ impl PerfdhcpReport {
     /// Ok when both exchanges were seen, nothing dropped and (with `-u`) every address
     /// unique; else an error with the raw report.
     pub fn require_clean(&self) -> Result<()> {
-        if self.discover_offer.is_none() || self.request_ack.is_none() {
+        if self.first_exchange().is_none() || self.second_exchange().is_none() {
             return Err(Error(format!("perfdhcp report incomplete:\n{}", self.raw)));
         }
         if self.total_drops() > 0 || self.non_unique() > 0 || self.acks() == 0 {
@@ -210,20 +288,28 @@ pub fn parse_report(text: &str) -> PerfdhcpReport {
         raw: text.to_owned(),
         ..PerfdhcpReport::default()
     };
-    // Which statistics block the following lines belong to.
-    let mut current: Option<bool> = None; // Some(true): DISCOVER-OFFER, Some(false): REQUEST-ACK
+    // Which statistics block the following lines belong to: 0 DISCOVER-OFFER, 1
+    // REQUEST-ACK, 2 SOLICIT-ADVERTISE, 3 REQUEST-REPLY.
+    let mut current: Option<u8> = None;
     for line in text.lines() {
         let t = line.trim();
         if t.starts_with("***") {
-            current = if t.contains("Statistics for: DISCOVER-OFFER") {
-                report.discover_offer = Some(ExchangeStats::default());
-                Some(true)
-            } else if t.contains("Statistics for: REQUEST-ACK") {
-                report.request_ack = Some(ExchangeStats::default());
-                Some(false)
-            } else {
-                None
-            };
+            let blocks = [
+                ("Statistics for: DISCOVER-OFFER", &mut report.discover_offer),
+                ("Statistics for: REQUEST-ACK", &mut report.request_ack),
+                (
+                    "Statistics for: SOLICIT-ADVERTISE",
+                    &mut report.solicit_advertise,
+                ),
+                ("Statistics for: REQUEST-REPLY", &mut report.request_reply),
+            ];
+            current = None;
+            for (i, (title, slot)) in blocks.into_iter().enumerate() {
+                if t.contains(title) {
+                    *slot = Some(ExchangeStats::default());
+                    current = u8::try_from(i).ok();
+                }
+            }
             continue;
         }
         if let Some(v) = value_after(t, "Rate:") {
@@ -235,9 +321,11 @@ pub fn parse_report(text: &str) -> PerfdhcpReport {
             continue;
         }
         let stats = match current {
-            Some(true) => report.discover_offer.as_mut(),
-            Some(false) => report.request_ack.as_mut(),
-            None => None,
+            Some(0) => report.discover_offer.as_mut(),
+            Some(1) => report.request_ack.as_mut(),
+            Some(2) => report.solicit_advertise.as_mut(),
+            Some(3) => report.request_reply.as_mut(),
+            _ => None,
         };
         let Some(stats) = stats else { continue };
         let Some((key, v)) = t.split_once(':') else {
@@ -343,6 +431,86 @@ collected packets: 0
         let r = parse_report("ERROR: running perfdhcp: no address");
         assert!(r.require_clean().is_err());
         assert!((r.failed_fraction() - 1.0).abs() < f64::EPSILON);
+    }
+
+    const SAMPLE6: &str =
+        "Running: perfdhcp -6 -e address-and-prefix -l c0 -R 1000 -r 100 -p 3 -W 1000000 -u
+Scenario: basic.
+Multi-thread mode enabled.
+***Rate statistics***
+Rate: 74.7377 4-way exchanges/second, expected rate: 100
+
+***Malformed Packets***
+Malformed packets: 0
+***Statistics for: SOLICIT-ADVERTISE***
+sent packets: 299
+received packets: 297
+drops: 2
+drops ratio: 0.669 %
+orphans: 0
+rejected leases: 0
+non unique addresses: 0
+
+min delay: 0.236 ms
+avg delay: 0.484 ms
+max delay: 4.572 ms
+std deviation: 0.591 ms
+collected packets: 0
+
+***Statistics for: REQUEST-REPLY***
+sent packets: 297
+received packets: 296
+drops: 1
+drops ratio: 0.337 %
+orphans: 0
+rejected leases: 0
+non unique addresses: 0
+
+min delay: 0.148 ms
+avg delay: 0.256 ms
+max delay: n/a
+std deviation: 0.239 ms
+collected packets: 0
+";
+
+    #[test]
+    fn parses_v6_report() {
+        let r = parse_report(SAMPLE6);
+        assert!(r.discover_offer.is_none() && r.request_ack.is_none());
+        let s = r.solicit_advertise.clone().unwrap();
+        assert_eq!((s.sent, s.received, s.drops), (299, 297, 2));
+        assert_eq!(s.avg_delay_ms, Some(0.484));
+        let q = r.request_reply.clone().unwrap();
+        assert_eq!((q.sent, q.received, q.drops), (297, 296, 1));
+        assert_eq!(q.max_delay_ms, None);
+        assert_eq!(r.started(), 299);
+        assert_eq!(r.acks(), 296);
+        assert_eq!(r.total_drops(), 3);
+        assert!((r.failed_fraction() - 3.0 / 299.0).abs() < 1e-9);
+        assert!(r.require_clean().is_err());
+        let clean = SAMPLE6
+            .replace("received packets: 297", "received packets: 299")
+            .replace("drops: 2", "drops: 0")
+            .replace("sent packets: 297", "sent packets: 299")
+            .replace("received packets: 296", "received packets: 299")
+            .replace("drops: 1", "drops: 0");
+        let c = parse_report(&clean);
+        c.require_clean().unwrap();
+        assert_eq!(c.acks(), 299);
+    }
+
+    #[test]
+    fn builds_v6_arguments() {
+        let mut o = PerfdhcpOptions::new_v6("c0", 1000, Lease6Kind::AddressAndPrefix);
+        o.rate = Some(100);
+        o.unique = true;
+        o.relay_levels = Some(1);
+        assert_eq!(
+            o.args().join(" "),
+            "-6 -e address-and-prefix -l c0 -R 1000 -A 1 -r 100 -W 1000000 -u"
+        );
+        o.v6 = None;
+        assert!(o.args().join(" ").starts_with("-4 -l c0 -R 1000 -r 100"));
     }
 
     #[test]

@@ -11,8 +11,15 @@
 //! address, as DHCP clients expect. [`Topology::assign_client_addr`] gives a client
 //! interface a fixed address for tools that need one (perfdhcp acts as a relay and needs a
 //! source address).
+//!
+//! For DHCPv6, [`Topology::enable_ipv6`] turns duplicate address detection off on every
+//! veth end, stops the bridge from filtering multicast by MLD snooping, gives `s0`
+//! [`SERVER_ADDR6`] in [`SUBNET6`] (documentation prefix, RFC 3849) and waits until every
+//! `s0`/`c0` has a usable link-local address, which DHCPv6 clients send from and servers
+//! answer to (RFC 8415 §7.1, §13.1).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use crate::netns::{Netns, VethPair};
 use crate::{Error, Result};
@@ -21,6 +28,18 @@ use crate::{Error, Result};
 pub const SERVER_IF: &str = "s0";
 /// Name of the client interface in each client namespace.
 pub const CLIENT_IF: &str = "c0";
+
+/// The DHCPv6 test link's prefix (inside `2001:db8::/32`, RFC 3849).
+pub const SUBNET6: &str = "2001:db8:1::/64";
+/// The server's global address on `s0` in [`SUBNET6`].
+pub const SERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The prefix delegated prefixes are taken from in the DHCPv6 tests (RFC 3849 space).
+pub const PD_PREFIX6: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, 0, 0), 40);
+/// The length of each delegated prefix in the DHCPv6 tests.
+pub const PD_DELEGATED_LEN: u8 = 56;
+
+/// How long [`Topology::enable_ipv6`] waits for link-local addresses.
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(15);
 
 /// An IPv4 subnet: network address and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +223,55 @@ impl Topology {
     #[must_use]
     pub fn server_addr(&self) -> Ipv4Addr {
         self.subnet.host(1)
+    }
+
+    /// Prepares the segment for DHCPv6 (see the module documentation) and returns the
+    /// server's link-local address on `s0`. Safe to call more than once.
+    pub fn enable_ipv6(&self) -> Result<Ipv6Addr> {
+        self.srv.disable_dad(SERVER_IF)?;
+        for c in &self.clients {
+            c.disable_dad(CLIENT_IF)?;
+        }
+        if let Some(sw) = &self.switch {
+            for i in 0..=self.clients.len() {
+                sw.disable_dad(&format!("p{i}"))?;
+            }
+            sw.ip(&[
+                "link",
+                "set",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ])?;
+        }
+        if !self
+            .srv
+            .ipv6_addrs(SERVER_IF, "global")?
+            .contains(&SERVER_ADDR6)
+        {
+            self.srv
+                .add_addr6(SERVER_IF, &format!("{SERVER_ADDR6}/64"))?;
+        }
+        for c in &self.clients {
+            c.wait_link_local(CLIENT_IF, LINK_LOCAL_WAIT)?;
+        }
+        self.srv.wait_link_local(SERVER_IF, LINK_LOCAL_WAIT)
+    }
+
+    /// The server's usable link-local address on `s0`, if any.
+    pub fn server_link_local(&self) -> Result<Option<Ipv6Addr>> {
+        Ok(self.srv.ipv6_addrs(SERVER_IF, "link")?.first().copied())
+    }
+
+    /// Gives client `i`'s `c0` the fixed address `2001:db8:1::(2 + i)/64` (no DAD) and
+    /// returns it: perfdhcp as a DHCPv6 relay uses it as link-address (RFC 8415 §9).
+    pub fn assign_client_addr6(&self, i: usize) -> Result<Ipv6Addr> {
+        let n = 2 + u16::try_from(i).map_err(|_| Error::msg("client index too large"))?;
+        let addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, n);
+        self.client(i).add_addr6(CLIENT_IF, &format!("{addr}/64"))?;
+        Ok(addr)
     }
 
     /// Gives client `i`'s `c0` the fixed address host(2 + i) of the subnet and returns it

@@ -7,7 +7,7 @@
 //! lease and line).
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::netns::Netns;
 use crate::process::{self, ChildGuard, Output};
-use crate::topology::Ipv4Net;
+use crate::topology::{Ipv4Net, PD_DELEGATED_LEN, PD_PREFIX6, SUBNET6};
 use crate::{Error, Result, workspace_root};
 
 /// The cargo target folder: `CARGO_TARGET_DIR` (relative to the workspace root) or
@@ -86,14 +86,29 @@ pub fn release_binary() -> Result<PathBuf> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--release", "--quiet", "-p", "dhcp-userspace", "--bin", "twinlease"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "dhcp-userspace",
+                "--bin",
+                "twinlease",
+            ])
             .current_dir(workspace_root());
         let out = process::run(&mut build, Duration::from_mins(30)).map_err(|e| e.0)?;
         if !out.status.success() {
-            return Err(format!("building the release twinlease failed:\n{}", out.stderr));
+            return Err(format!(
+                "building the release twinlease failed:\n{}",
+                out.stderr
+            ));
         }
         let bin = target_dir().join("release/twinlease");
-        if bin.is_file() { Ok(bin) } else { Err(format!("no {}", bin.display())) }
+        if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!("no {}", bin.display()))
+        }
     })
     .clone()
     .map_err(Error)
@@ -120,6 +135,41 @@ pub struct Subnet4 {
     pub pools: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
+/// One `[[subnet6]]` table: `id`, `prefix`, `interface`, `[[subnet6.pool]] range` and
+/// `[[subnet6.pd-pool]] prefix` + `delegated-len`.
+#[derive(Debug, Clone)]
+pub struct Subnet6 {
+    /// Subnet id.
+    pub id: u32,
+    /// The link's prefix, e.g. `2001:db8:1::/64`.
+    pub prefix: String,
+    /// Interface it is on (directly attached clients).
+    pub interface: String,
+    /// Address pools as `first-last` ranges.
+    pub pools: Vec<(Ipv6Addr, Ipv6Addr)>,
+    /// Prefix-delegation pools: (prefix, its length, delegated length).
+    pub pd_pools: Vec<(Ipv6Addr, u8, u8)>,
+}
+
+impl Subnet6 {
+    /// Subnet 1: [`SUBNET6`] on `s0`, addresses `2001:db8:1::1000` to
+    /// `2001:db8:1::ffff:ffff`, /56 prefixes from [`PD_PREFIX6`] (the same pools as
+    /// [`crate::kea6::Kea6Options::new`]).
+    #[must_use]
+    pub fn standard() -> Self {
+        Self {
+            id: 1,
+            prefix: SUBNET6.to_owned(),
+            interface: "s0".to_owned(),
+            pools: vec![(
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x1000),
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0xffff, 0xffff),
+            )],
+            pd_pools: vec![(PD_PREFIX6.0, PD_PREFIX6.1, PD_DELEGATED_LEN)],
+        }
+    }
+}
+
 /// A twinlease configuration file, written as TOML by [`TwinleaseConfig::to_toml`].
 #[derive(Debug, Clone)]
 pub struct TwinleaseConfig {
@@ -141,6 +191,8 @@ pub struct TwinleaseConfig {
     pub decline_probation_secs: u32,
     /// The subnets.
     pub subnets: Vec<Subnet4>,
+    /// The DHCPv6 subnets (`[[subnet6]]`); none in [`TwinleaseConfig::standard`].
+    pub subnets6: Vec<Subnet6>,
 }
 
 impl TwinleaseConfig {
@@ -173,6 +225,7 @@ impl TwinleaseConfig {
                 lease_time,
                 pools: vec![pool],
             }],
+            subnets6: Vec::new(),
         }
     }
 
@@ -209,6 +262,21 @@ impl TwinleaseConfig {
                 let _ = writeln!(s, "\n[[subnet4.pool]]\nrange = \"{first}-{last}\"");
             }
         }
+        for n in &self.subnets6 {
+            let _ = writeln!(s, "\n[[subnet6]]");
+            let _ = writeln!(s, "id = {}", n.id);
+            let _ = writeln!(s, "prefix = \"{}\"", n.prefix);
+            let _ = writeln!(s, "interface = \"{}\"", n.interface);
+            for (first, last) in &n.pools {
+                let _ = writeln!(s, "\n[[subnet6.pool]]\nrange = \"{first}-{last}\"");
+            }
+            for (prefix, len, delegated) in &n.pd_pools {
+                let _ = writeln!(
+                    s,
+                    "\n[[subnet6.pd-pool]]\nprefix = \"{prefix}/{len}\"\ndelegated-len = {delegated}"
+                );
+            }
+        }
         s
     }
 
@@ -230,6 +298,18 @@ impl Twinlease {
     /// to 20 s until it serves: it has bound UDP port 67 there (socket path) or logged that
     /// it is serving (the `AF_XDP` path binds no UDP port).
     pub fn start(ns: &Netns, bin: &Path, config: &Path, log: &Path) -> Result<Self> {
+        Self::start_on_port(ns, bin, config, log, 67)
+    }
+
+    /// Like [`Twinlease::start`] but waits for UDP `port` (547 for DHCPv6, RFC 8415 §7.2)
+    /// or the serving log line.
+    pub fn start_on_port(
+        ns: &Netns,
+        bin: &Path,
+        config: &Path,
+        log: &Path,
+        port: u16,
+    ) -> Result<Self> {
         let bin_s = bin.display().to_string();
         let conf_s = config.display().to_string();
         let mut cmd = ns.command(&bin_s, &["run", "--config", &conf_s]);
@@ -240,7 +320,7 @@ impl Twinlease {
         let ready = process::wait_until(Duration::from_secs(20), || {
             if !me.child.is_running() {
                 Some(false)
-            } else if ns.udp_port_bound(67) || me.child.log_text().contains("twinlease serving") {
+            } else if ns.udp_port_bound(port) || me.child.log_text().contains("twinlease serving") {
                 Some(true)
             } else {
                 None
@@ -251,7 +331,7 @@ impl Twinlease {
         } else {
             let status = match me.child.try_status() {
                 Ok(Some(status)) => format!("exited with {status}"),
-                _ => "did not bind UDP port 67 within 20 s".to_owned(),
+                _ => format!("did not bind UDP port {port} within 20 s"),
             };
             Err(Error(format!(
                 "twinlease did not start serving ({status}):\n{}",
@@ -371,6 +451,28 @@ mod tests {
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
+    }
+
+    #[test]
+    fn writes_subnet6_tables() {
+        let mut c = TwinleaseConfig::standard(
+            Path::new("/tmp/x"),
+            Ipv4Net::test_net_1(),
+            (Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 250)),
+            3600,
+        );
+        assert!(!c.to_toml().contains("subnet6"));
+        c.subnets6.push(Subnet6::standard());
+        let t = c.to_toml();
+        for want in [
+            "[[subnet6]]\nid = 1\nprefix = \"2001:db8:1::/64\"\ninterface = \"s0\"\n",
+            "[[subnet6.pool]]\nrange = \"2001:db8:1::1000-2001:db8:1::ffff:ffff\"\n",
+            "[[subnet6.pd-pool]]\nprefix = \"2001:db8:8000::/40\"\ndelegated-len = 56\n",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        // The v6 tables come after every v4 table, so they cannot end up inside one.
+        assert!(t.find("[[subnet6]]").unwrap() > t.rfind("[[subnet4.pool]]").unwrap());
     }
 
     #[test]

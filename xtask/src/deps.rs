@@ -16,6 +16,8 @@ pub const NEEDED: &[(&str, &str)] = &[
     ("udhcpc", "udhcpc"),
     ("perfdhcp", "kea-admin"),
     ("kea-dhcp4", "kea-dhcp4-server"),
+    ("kea-dhcp6", "kea-dhcp6-server"),
+    ("sysctl", "procps"),
     ("dhcpd", "isc-dhcp-server"),
     ("tcpdump", "tcpdump"),
 ];

@@ -1,10 +1,11 @@
 //! Chores: `cargo xtask install-deps`, `cargo xtask test`, `cargo xtask demo`,
-//! `cargo xtask bench-socket`.
+//! `cargo xtask bench-socket`, `cargo xtask bench-v6`.
 //!
 //! Every chore prints what it runs. Those that build networks do it in their own network
 //! namespaces (through the `twinlease-tests` harness) and remove them when done.
 
 mod bench_socket;
+mod bench_v6;
 mod demo;
 mod deps;
 mod ebpf;
@@ -22,6 +23,8 @@ commands:
   demo           run twinlease in namespaces and serve dhclient, udhcpc and perfdhcp
   bench-socket   find the highest rate with <= 1 % loss for Kea and twinlease (socket path);
                  writes results/<date>-socket.md
+  bench-v6       the same for DHCPv6 (perfdhcp -6 -e address-and-prefix), Kea and twinlease;
+                 writes results/<date>-v6.md
   ebpf [--check] rebuild the XDP program into dhcp-ebpf/prebuilt/ (nightly, rust-src,
                  bpf-linker); --check fails when the committed object is stale";
 
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "demo" => demo::run().map(|()| ExitCode::SUCCESS),
         "bench-socket" => bench_socket::run(rest).map(|()| ExitCode::SUCCESS),
+        "bench-v6" => bench_v6::run(rest).map(|()| ExitCode::SUCCESS),
         "ebpf" => ebpf::run(rest).map(|()| ExitCode::SUCCESS),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
