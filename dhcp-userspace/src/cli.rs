@@ -1,4 +1,4 @@
-//! The `twinlease` command line: `run`, `check-config`, `leases`.
+//! The `twinlease` command line: `run`, `check-config`, `leases`, `tune`, `ctl`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(long, default_value = "all", value_parser = ["v4", "v6", "all"])]
         family: String,
     },
+    /// Migrate a Kea or ISC dhcpd server: write a twinlease configuration and import the
+    /// leases into a new lease store, reporting every construct not converted.
+    Import(crate::import::ImportArgs),
     /// Show and tune an interface's queues: channel counts, queue IRQs and their affinity.
     Tune {
         /// The interface.
@@ -63,6 +66,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Talk to a running server's control API: leases, stats, failover, expire, delete.
+    Ctl(crate::control::client::CtlArgs),
 }
 
 /// Entry point of the binary.
@@ -77,6 +82,7 @@ pub fn main() -> ExitCode {
             state,
             family,
         } => leases(&data_dir, state.as_deref(), &family),
+        Command::Import(args) => crate::import::cli_main(&args),
         Command::Tune {
             iface,
             channels,
@@ -88,15 +94,19 @@ pub fn main() -> ExitCode {
             irq_cores: irq_cores.map(|c| c.0),
             json,
         }),
+        Command::Ctl(args) => crate::control::client::main(&args),
     }
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWINLEASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -154,6 +164,7 @@ fn run(path: &Path) -> ExitCode {
     };
     tracing::info!(
         listen = ?server.listening,
+        control = ?server.control_addr(),
         workers = cfg.workers(),
         durability = ?cfg.server.durability,
         "twinlease serving"

@@ -4,7 +4,7 @@
 //! The contract tested here: `twinlease run --config FILE` (foreground, logs on stderr,
 //! SIGTERM stops it cleanly), `twinlease check-config FILE` (exit 0 valid, 1 with
 //! `file: field: reason` lines), `twinlease leases --data-dir DIR` (one JSON object per
-//! lease and line).
+//! lease and line; `--family v6` for the DHCPv6 ones, see [`leases6`]).
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -415,9 +415,66 @@ pub fn parse_leases(text: &str) -> Result<Vec<LeaseRecord>> {
 /// Runs `twinlease leases --data-dir DIR` and parses it.
 pub fn leases(bin: &Path, data_dir: &Path) -> Result<Vec<LeaseRecord>> {
     let mut cmd = Command::new(bin);
-    cmd.arg("leases").arg("--data-dir").arg(data_dir);
+    cmd.arg("leases").arg("--data-dir").arg(data_dir).args(["--family", "v4"]);
     let out = process::run_ok(&mut cmd, Duration::from_mins(1))?;
     parse_leases(&out)
+}
+
+/// One line of `twinlease leases --family v6`: an address (`IA_NA`) or delegated prefix
+/// (`IA_PD`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LeaseRecord6 {
+    /// `na` (address) or `pd` (delegated prefix).
+    pub kind: String,
+    /// The address, or the prefix.
+    pub addr: Ipv6Addr,
+    /// 128 for an address.
+    pub prefix_len: u8,
+    /// `active`, `released`, `expired`, `declined` ...
+    pub state: String,
+    /// Client key, `duid:00:01:...`.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// IAID of the IA the lease is in.
+    #[serde(default)]
+    pub iaid: Option<u32>,
+    /// Subnet id.
+    pub subnet_id: u32,
+    /// End of the preferred lifetime, UNIX seconds.
+    #[serde(default)]
+    pub preferred_until: Option<u64>,
+    /// End of the valid lifetime, UNIX seconds.
+    pub expires: u64,
+    /// Client last transaction time, UNIX seconds.
+    #[serde(default)]
+    pub cltt: Option<u64>,
+}
+
+impl LeaseRecord6 {
+    /// Whether it is a delegated prefix.
+    #[must_use]
+    pub fn is_prefix(&self) -> bool {
+        self.kind == "pd"
+    }
+}
+
+/// Parses the output of `twinlease leases --family v6` (one JSON object per non-empty line).
+pub fn parse_leases6(text: &str) -> Result<Vec<LeaseRecord6>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| Error(format!("lease line {l:?}: {e}"))))
+        .collect()
+}
+
+/// Runs `twinlease leases --data-dir DIR --family v6` and parses it.
+pub fn leases6(bin: &Path, data_dir: &Path) -> Result<Vec<LeaseRecord6>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("leases")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--family", "v6"]);
+    let out = process::run_ok(&mut cmd, Duration::from_mins(1))?;
+    parse_leases6(&out)
 }
 
 /// Runs `twinlease check-config FILE`.
@@ -487,5 +544,22 @@ mod tests {
         assert_eq!(l[1].state, "released");
         assert_eq!(l[1].client, None);
         assert!(parse_leases("{\"addr\":1}").is_err());
+    }
+
+    #[test]
+    fn parses_lease6_lines() {
+        let text = r#"{"kind":"na","addr":"2001:db8:1::1000","prefix_len":128,"state":"active","client":"duid:00:01:00:01:aa:bb","iaid":1,"subnet_id":1,"preferred_until":1700000006,"expires":1700000010,"cltt":1700000000}
+{"kind":"pd","addr":"2001:db8:8000:100::","prefix_len":56,"state":"released","client":"duid:00:03:00:01:02","iaid":7,"subnet_id":1,"preferred_until":0,"expires":0,"cltt":1700000000}
+"#;
+        let l = parse_leases6(text).unwrap();
+        assert_eq!(l.len(), 2);
+        assert!(!l[0].is_prefix() && l[1].is_prefix());
+        assert_eq!(l[0].addr, "2001:db8:1::1000".parse::<Ipv6Addr>().unwrap());
+        assert_eq!((l[1].prefix_len, l[1].iaid), (56, Some(7)));
+        assert_eq!(l[0].client.as_deref(), Some("duid:00:01:00:01:aa:bb"));
+        assert!(
+            parse_leases6(r#"{"addr":"192.0.2.1","state":"active","subnet_id":1,"expires":0}"#)
+                .is_err()
+        );
     }
 }

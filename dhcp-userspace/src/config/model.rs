@@ -19,6 +19,8 @@ pub struct Config {
     pub subnet4: Vec<Subnet4>,
     /// `DHCPv6` subnets (`[[subnet6]]`), in file order.
     pub subnet6: Vec<Subnet6>,
+    /// The control API (`[control]`); `None` when the table is absent: no control API.
+    pub control: Option<Control>,
 }
 
 impl Config {
@@ -108,6 +110,48 @@ impl Default for XdpSettings {
             queues: 0,
             queue_cores: Vec::new(),
         }
+    }
+}
+
+/// The control API: the `[control]` table (HTTP/JSON and Prometheus `/metrics`).
+///
+/// A listen address that is not a loopback address requires a bearer token (`token` or
+/// `token-file`); with a token, every request must carry `Authorization: Bearer <token>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Address the HTTP server listens on. Default `127.0.0.1:8547`.
+    pub listen: std::net::SocketAddr,
+    /// The bearer token, given inline (`token`).
+    pub token: Option<String>,
+    /// A file holding the bearer token (`token-file`), read when the server starts; leading
+    /// and trailing white space is ignored.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Control {
+    /// Default `listen` address: loopback only.
+    pub const DEFAULT_LISTEN: std::net::SocketAddr =
+        std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8547));
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            listen: Self::DEFAULT_LISTEN,
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for Control {
+    /// Never prints the token itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .finish()
     }
 }
 

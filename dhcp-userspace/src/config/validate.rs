@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::model::{
-    Config, Durability, IoMode, Ipv4Net, Pool4, RawOption, Reservation4, Server, Subnet4,
+    Config, Control, Durability, IoMode, Ipv4Net, Pool4, RawOption, Reservation4, Server, Subnet4,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -27,6 +27,16 @@ struct RawConfig {
     subnet4: Vec<RawSubnet4>,
     #[serde(default)]
     subnet6: Vec<v6::RawSubnet6>,
+    control: Option<RawControl>,
+}
+
+/// `[control]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct RawControl {
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<String>,
 }
 
 /// `[server]` as written; absent keys take the [`Server`] defaults.
@@ -221,15 +231,65 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let server = check_server(&mut c, raw.server);
     let subnet4 = check_subnets(&mut c, &server, raw.subnet4);
     let subnet6 = v6::check_subnets6(&mut c, &server, raw.subnet6);
+    let control = raw.control.map(|r| check_control(&mut c, r));
     if c.errors.is_empty() {
         Ok(Config {
             server,
             subnet4,
             subnet6,
+            control,
         })
     } else {
         Err(ConfigErrors { errors: c.errors })
     }
+}
+
+/// `[control]`: the listen address, and a token whenever the API is reachable from off the
+/// host.
+fn check_control(c: &mut Checker<'_>, raw: RawControl) -> Control {
+    let mut out = Control::default();
+    if let Some(text) = raw.listen {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(a) => out.listen = a,
+            Err(_) => c.err(
+                "control.listen",
+                format!("{text:?} is not an address and port (e.g. \"127.0.0.1:8547\")"),
+            ),
+        }
+    }
+    if let Some(t) = raw.token {
+        if t.trim().is_empty() {
+            c.err("control.token", "the token is empty");
+        } else if t.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            c.err("control.token", "the token contains white space");
+        } else {
+            out.token = Some(t);
+        }
+    }
+    if let Some(f) = raw.token_file {
+        if f.is_empty() {
+            c.err("control.token-file", "the path is empty");
+        } else {
+            out.token_file = Some(PathBuf::from(f));
+        }
+    }
+    if out.token.is_some() && out.token_file.is_some() {
+        c.err(
+            "control.token-file",
+            "give either token or token-file, not both",
+        );
+    }
+    if !out.listen.ip().is_loopback() && out.token.is_none() && out.token_file.is_none() {
+        c.err(
+            "control.listen",
+            format!(
+                "{} is not a loopback address: a control API reachable from the network \
+                 requires token or token-file",
+                out.listen
+            ),
+        );
+    }
+    out
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -17,7 +17,7 @@
 pub mod socket;
 pub mod xdp;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::config::{Config, Durability as CfgDurability, IoMode};
+use crate::control::metrics::{
+    BATCH_BOUNDS, COMMIT_MICROS_BOUNDS, Family, Histogram, MsgCounters, MsgLocal, Path,
+};
+use crate::control::{CtlRequest, Handle};
 use crate::engine::v4::{Destination, Engine, Ingress, MAX_REPLY, Verdict};
 use crate::engine::v6::{Engine6, Ingress6, Verdict6};
 use crate::io::socket::{Interface, RxMeta, SLOT};
@@ -76,6 +80,9 @@ pub enum DispatchError {
     /// The DHCPv6 pools could not be built.
     #[error("DHCPv6 pools: {0}")]
     Pool6(#[source] crate::pool::v6::Pool6Error),
+    /// The control API could not be started.
+    #[error(transparent)]
+    Control(#[from] crate::control::api::ControlError),
     /// A thread could not be spawned.
     #[error("spawning {what}: {source}")]
     Spawn {
@@ -88,8 +95,8 @@ pub enum DispatchError {
 }
 
 /// Counters of one running server, shared by all threads. Per-packet paths update atomics
-/// only; reasons are folded into the map once per batch.
-#[derive(Debug, Default)]
+/// only; reasons, message types and histograms are folded in once per batch.
+#[derive(Debug)]
 pub struct Stats {
     /// Datagrams received on the socket path.
     pub received: AtomicU64,
@@ -109,6 +116,44 @@ pub struct Stats {
     pub ring_full: AtomicU64,
     /// Outcomes by label: reply kinds (`reply_offer`…), silent handling and drop reasons.
     pub outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    /// The outcome labels seen for requests handled on purpose without a reply (a release,
+    /// a decline, a request for another server); the other non-reply labels are drops.
+    pub silent: Mutex<BTreeSet<&'static str>>,
+    /// Requests handed to workers, by family, path and message type.
+    pub requests: MsgCounters,
+    /// Replies built by workers, by family, path and message type.
+    pub replies: MsgCounters,
+    /// DHCPv4 ACTIVE records (grants and extensions) made durable.
+    pub granted_v4: AtomicU64,
+    /// DHCPv6 ACTIVE records (grants and extensions) made durable.
+    pub granted_v6: AtomicU64,
+    /// Latency of each group commit, microseconds.
+    pub commit_micros: Histogram,
+    /// Requests per worker batch.
+    pub batch_sizes: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            received_xdp: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            sent_xdp: AtomicU64::new(0),
+            send_failed: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            ring_full: AtomicU64::new(0),
+            outcomes: Mutex::default(),
+            silent: Mutex::default(),
+            requests: MsgCounters::default(),
+            replies: MsgCounters::default(),
+            granted_v4: AtomicU64::new(0),
+            granted_v6: AtomicU64::new(0),
+            commit_micros: Histogram::new(COMMIT_MICROS_BOUNDS),
+            batch_sizes: Histogram::new(BATCH_BOUNDS),
+        }
+    }
 }
 
 impl Stats {
@@ -127,6 +172,21 @@ impl Stats {
     #[must_use]
     pub fn outcomes(&self) -> BTreeMap<&'static str, u64> {
         self.outcomes.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// A copy of [`Self::silent`].
+    #[must_use]
+    pub fn silent_labels(&self) -> BTreeSet<&'static str> {
+        self.silent.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn fold_silent(&self, seen: &mut Vec<&'static str>) {
+        if seen.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.silent.lock() {
+            m.extend(seen.drain(..));
+        }
     }
 }
 
@@ -234,7 +294,10 @@ impl WorkerLink {
 pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    xdp: Option<xdp::XdpPath>,
+    /// Shared with the control thread, which reads the XDP counters (never on the packet path).
+    xdp: Arc<Mutex<Option<xdp::XdpPath>>>,
+    control: Option<crate::control::api::ControlServer>,
+    handle: Handle,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Addresses the socket path listens on (with the port the kernel chose for port 0).
@@ -251,6 +314,12 @@ impl Server {
     /// Open the store, the sockets or `AF_XDP` queues, and start every thread.
     pub fn start(config: &Config) -> Result<Self, DispatchError> {
         let workers = config.workers();
+        // Listen first: a refused or busy control address fails the start before any thread.
+        let control_bound = config
+            .control
+            .as_ref()
+            .map(crate::control::api::bind)
+            .transpose()?;
         let (mut engine, ranges) = crate::engine::build_v4(config);
         let reserved: Vec<Ipv4Addr> = engine.reserved_addresses().collect();
         let free = Arc::new(FreeMap::new(&ranges, workers, &|a| reserved.contains(&a))?);
@@ -323,6 +392,7 @@ impl Server {
             links.push(WorkerLink { to, recycle });
             worker_rx.push((rx, rtx));
         }
+        let (ctl_tx, ctl_rx) = crate::control::rings(workers);
         let mut threads = Vec::new();
         let mut listening = Vec::new();
         let mut xdp_path = None;
@@ -341,8 +411,12 @@ impl Server {
             }
         }
         drop(links);
-        for (w, ((st, (rx, recycle)), egress)) in
-            stores.into_iter().zip(worker_rx).zip(egresses).enumerate()
+        for (w, (((st, (rx, recycle)), egress), ctl)) in stores
+            .into_iter()
+            .zip(worker_rx)
+            .zip(egresses)
+            .zip(ctl_rx)
+            .enumerate()
         {
             let worker = Worker {
                 engine: Arc::clone(&engine),
@@ -358,6 +432,10 @@ impl Server {
                 reply_port: config.server.reply_port,
                 relay_port: config.server.relay_port,
                 compacting: Arc::new(AtomicBool::new(false)),
+                ctl,
+                requests: MsgLocal::default(),
+                replies: MsgLocal::default(),
+                silent_seen: Vec::new(),
             };
             let core = (!config.server.worker_cores.is_empty())
                 .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);
@@ -373,37 +451,82 @@ impl Server {
                 })?;
             threads.push(h);
         }
-        Ok(Self {
+        let xdp = Arc::new(Mutex::new(xdp_path));
+        let xdp_source = Arc::clone(&xdp);
+        let handle = Handle::new(
+            ctl_tx,
+            Arc::clone(&free),
+            Arc::clone(&space6),
+            Arc::clone(&stats),
+            Arc::new(move || {
+                xdp_source
+                    .lock()
+                    .ok()
+                    .and_then(|x| x.as_ref().map(xdp::XdpPath::counters))
+                    .unwrap_or_default()
+            }),
+        );
+        let mut server = Self {
             stop,
             threads,
-            xdp: xdp_path,
+            xdp,
+            control: None,
+            handle,
             stats,
             listening,
-        })
+        };
+        if let Some(b) = control_bound {
+            // On failure the server is dropped here: its threads stop with the stop flag.
+            server.control = Some(b.spawn(server.handle.clone())?);
+        }
+        Ok(server)
+    }
+
+    /// A handle to query and change the workers' leases in process (what the control API
+    /// uses).
+    #[must_use]
+    pub fn control(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The address the control API listens on (`None` without a `[control]` table).
+    #[must_use]
+    pub fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        self.control
+            .as_ref()
+            .map(crate::control::api::ControlServer::local_addr)
     }
 
     /// Per-queue counters of the XDP programs (empty on the socket path).
     #[must_use]
     pub fn xdp_counters(&self) -> Vec<(String, u32, crate::io::xdp::program::XdpCounters)> {
         self.xdp
-            .as_ref()
-            .map(xdp::XdpPath::counters)
+            .lock()
+            .ok()
+            .and_then(|x| x.as_ref().map(xdp::XdpPath::counters))
             .unwrap_or_default()
     }
 
     /// Stop receiving, let the workers finish their batches (committing them), join, and
     /// detach the XDP programs.
     pub fn shutdown(mut self) {
+        // The control API first: no operator request is left waiting on a stopped worker.
+        if let Some(c) = self.control.take() {
+            c.stop();
+        }
         self.stop.store(true, Ordering::Release);
-        // Ingress first: once the receive loops are gone the workers' rings close, the
+        // Ingress next: once the receive loops are gone the workers' rings close, the
         // workers commit their last batch and exit.
-        if let Some(x) = self.xdp.as_mut() {
+        if let Ok(mut x) = self.xdp.lock()
+            && let Some(x) = x.as_mut()
+        {
             x.stop_loops();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(x) = self.xdp.take() {
+        let path = self.xdp.lock().ok().and_then(|mut x| x.take());
+        if let Some(x) = path {
             x.shutdown();
         }
     }
@@ -412,8 +535,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // Never leave an XDP program attached, also when the server is dropped on an error.
+        self.control.take();
         self.stop.store(true, Ordering::Release);
-        if let Some(x) = self.xdp.take() {
+        let path = self.xdp.lock().ok().and_then(|mut x| x.take());
+        if let Some(x) = path {
             x.shutdown();
         }
     }
@@ -534,6 +659,14 @@ struct Worker {
     reply_port: u16,
     relay_port: u16,
     compacting: Arc<AtomicBool>,
+    /// Operator requests, served between batches and when idle.
+    ctl: Receiver<CtlRequest>,
+    /// This batch's requests by type (folded into `stats.requests` per batch).
+    requests: MsgLocal,
+    /// This batch's replies by type (folded into `stats.replies` per batch).
+    replies: MsgLocal,
+    /// Silent-outcome labels seen in this batch (folded into `stats.silent`).
+    silent_seen: Vec<&'static str>,
 }
 
 impl Worker {
@@ -557,6 +690,7 @@ impl Worker {
                 Ok(j) => jobs.push(j),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     self.maintain(&mut last_reclaim);
+                    self.serve_control();
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -570,7 +704,13 @@ impl Worker {
             let now = unix_now();
             changes.clear();
             changes6.clear();
+            self.stats.batch_sizes.observe(jobs.len() as u64);
             for job in &jobs {
+                let path = if job.l2.is_some() {
+                    Path::Xdp
+                } else {
+                    Path::Socket
+                };
                 let m = match job.meta {
                     JobMeta::V4(m) => m,
                     JobMeta::V6(m) => {
@@ -581,10 +721,13 @@ impl Worker {
                 let req = match Request::parse(&job.buf[..job.len], &mut scratch) {
                     Ok(r) => r,
                     Err(e) => {
+                        self.requests.bump(Family::V4, path, 0);
                         bump(&mut local, e.reason());
                         continue;
                     }
                 };
+                self.requests
+                    .bump(Family::V4, path, req.message_type.map_or(0, |t| t as u8));
                 let broadcast = m.dst.is_broadcast() || m.dst.octets()[3] == 255;
                 let local_addr = self
                     .iface_addr(m.ifindex)
@@ -611,6 +754,7 @@ impl Worker {
                         durable,
                     } => {
                         bump(&mut local, reply_label(kind));
+                        self.replies.bump(Family::V4, path, kind as u8);
                         let to = ReplyTo {
                             dest,
                             meta: m,
@@ -622,7 +766,11 @@ impl Worker {
                         };
                         self.egress.push(&to, &reply[..len], &mut local);
                     }
-                    Verdict::Silent(why) | Verdict::Drop(why) => bump(&mut local, why),
+                    Verdict::Silent(why) => {
+                        bump(&mut local, why);
+                        self.note_silent(why);
+                    }
+                    Verdict::Drop(why) => bump(&mut local, why),
                 }
             }
             for j in jobs.drain(..) {
@@ -631,9 +779,13 @@ impl Worker {
             let committed = self.commit(&changes, &changes6);
             self.egress.flush(committed, &self.stats, &mut local);
             self.stats.fold(&mut local);
+            self.stats.requests.fold(&mut self.requests);
+            self.stats.replies.fold(&mut self.replies);
+            self.stats.fold_silent(&mut self.silent_seen);
             if last_reclaim.elapsed() >= Duration::from_millis(100) {
                 self.maintain(&mut last_reclaim);
             }
+            self.serve_control();
         }
         if let Err(e) = self.store.wal.commit() {
             tracing::error!(error = %e, "final commit failed");
@@ -654,12 +806,25 @@ impl Worker {
             tracing::error!(error = %e, "write-ahead log append failed; grants of this batch are not sent");
             return false;
         }
+        let started = Instant::now();
         match self.store.wal.commit() {
             Ok(_) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.commit_micros.observe(micros);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .records
                     .fetch_add(changes.len() as u64, Ordering::Relaxed);
+                let active =
+                    |s: crate::lease::BindingState| s == crate::lease::BindingState::Active;
+                let g4 = changes.iter().filter(|c| active(c.state)).count() as u64;
+                let g6 = changes6.iter().filter(|c| active(c.state)).count() as u64;
+                if g4 > 0 {
+                    self.stats.granted_v4.fetch_add(g4, Ordering::Relaxed);
+                }
+                if g6 > 0 {
+                    self.stats.granted_v6.fetch_add(g6, Ordering::Relaxed);
+                }
                 true
             }
             Err(e) => {
@@ -679,6 +844,16 @@ impl Worker {
         changes6: &mut Vec<Lease6>,
         local: &mut Vec<(&'static str, u64)>,
     ) {
+        let path = if job.l2.is_some() {
+            Path::Xdp
+        } else {
+            Path::Socket
+        };
+        self.requests.bump(
+            Family::V6,
+            path,
+            job.buf[..job.len].first().copied().unwrap_or(0),
+        );
         let Some(e6) = self.engine6.as_ref() else {
             bump(local, "v6_not_configured");
             return;
@@ -703,6 +878,7 @@ impl Worker {
                 durable,
             } => {
                 bump(local, reply6_label(kind));
+                self.replies.bump(Family::V6, path, kind as u8);
                 let to = ReplyTo6 {
                     dest,
                     ifindex: m.ifindex,
@@ -711,7 +887,30 @@ impl Worker {
                 };
                 self.egress.push6(&to, &reply[..len], local);
             }
-            Verdict6::Silent(why) | Verdict6::Drop(why) => bump(local, why),
+            Verdict6::Silent(why) => {
+                bump(local, why);
+                self.note_silent(why);
+            }
+            Verdict6::Drop(why) => bump(local, why),
+        }
+    }
+
+    /// Remember that `why` labels a request handled on purpose without a reply.
+    fn note_silent(&mut self, why: &'static str) {
+        if !self.silent_seen.contains(&why) {
+            self.silent_seen.push(why);
+        }
+    }
+
+    /// Serve a few operator requests from the control ring (between batches, or when idle):
+    /// at most [`crate::control::PER_POLL`], so the packet loop is never held up for long.
+    fn serve_control(&mut self) {
+        for _ in 0..crate::control::PER_POLL {
+            let Ok(req) = self.ctl.try_recv() else {
+                return;
+            };
+            let reply = crate::control::serve(&mut self.store, &self.free, &req.op, unix_now());
+            let _ = req.reply.try_send(reply);
         }
     }
 
