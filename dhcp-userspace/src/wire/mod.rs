@@ -8,5 +8,6 @@
 //! - [`v4`]: DHCP for IPv4 (RFC 2131, RFC 2132 options, RFC 3396 long options).
 //! - [`v6`]: DHCPv6 (RFC 8415, with prefix delegation and relay encapsulation).
 
+pub mod failover;
 pub mod v4;
 pub mod v6;
