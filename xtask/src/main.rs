@@ -4,11 +4,13 @@
 //! Every chore prints what it runs. Those that build networks do it in their own network
 //! namespaces (through the `twinlease-tests` harness) and remove them when done.
 
+mod bench_micro;
 mod bench_socket;
 mod bench_v6;
 mod demo;
 mod deps;
 mod ebpf;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
@@ -25,8 +27,15 @@ commands:
                  writes results/<date>-socket.md
   bench-v6       the same for DHCPv6 (perfdhcp -6 -e address-and-prefix), Kea and twinlease;
                  writes results/<date>-v6.md
+  bench-micro [--icount] [FILTER]
+                 criterion micro-benchmarks of the hot path (short times) and a summary;
+                 --icount: instructions per operation under callgrind, writes
+                 results/<date>-icount.md
   ebpf [--check] rebuild the XDP program into dhcp-ebpf/prebuilt/ (nightly, rust-src,
-                 bpf-linker); --check fails when the committed object is stale";
+                 bpf-linker); --check fails when the committed object is stale
+  fuzz [--seconds N] [TARGET]
+                 run the cargo-fuzz targets (nightly + cargo-fuzz) N s each (default 60),
+                 from dhcp-userspace/fuzz/seeds/; fails when a target crashes";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,8 +49,10 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "demo" => demo::run().map(|()| ExitCode::SUCCESS),
         "bench-socket" => bench_socket::run(rest).map(|()| ExitCode::SUCCESS),
+        "bench-micro" => bench_micro::run(rest).map(|()| ExitCode::SUCCESS),
         "bench-v6" => bench_v6::run(rest).map(|()| ExitCode::SUCCESS),
         "ebpf" => ebpf::run(rest).map(|()| ExitCode::SUCCESS),
+        "fuzz" => fuzz::run(rest).map(|()| ExitCode::SUCCESS),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -11,6 +11,8 @@
 
 pub mod model;
 mod validate;
+#[doc(hidden)]
+pub mod fuzz;
 
 #[cfg(test)]
 mod tests;

@@ -219,7 +219,11 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
                 errors: vec![ConfigError {
                     file: file.to_owned(),
                     field,
-                    reason: e.message().trim().replace('\n', "; "),
+                    // toml gives some syntax errors (a NUL in a comment) an empty message.
+                    reason: match e.message().trim() {
+                        "" => "invalid TOML syntax".to_owned(),
+                        m => m.replace('\n', "; "),
+                    },
                 }],
             });
         }

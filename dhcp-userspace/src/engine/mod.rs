@@ -6,6 +6,8 @@
 
 pub mod v4;
 pub mod v6;
+#[doc(hidden)]
+pub mod fuzz;
 
 use crate::config::Config;
 use crate::pool::PoolRange;
