@@ -16,31 +16,37 @@
 //! 547 and answer a short probe; otherwise its row says why it was not measured. Writes
 //! `results/<date>-v6.md` and prints it.
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use twinlease_tests::kea6::{Kea6, Kea6Options};
-use twinlease_tests::perfdhcp::{Lease6Kind, PerfdhcpOptions, PerfdhcpReport, run_perfdhcp};
+use twinlease_tests::perfdhcp::{Lease6Kind, PerfdhcpOptions, run_perfdhcp};
+use twinlease_tests::require_programs;
 use twinlease_tests::topology::{CLIENT_IF, SERVER_IF, Topology};
 use twinlease_tests::twinlease::{self, Subnet6, Twinlease, TwinleaseConfig};
-use twinlease_tests::{is_root, require_programs, workspace_root};
 
+use crate::bench_common::{self, Args, Bench, Rung, RungLog, first_line};
 use crate::{Error, deps};
 
-/// Highest failure fraction a passing rung may have.
-const MAX_FAIL: f64 = 0.01;
 /// Rates tried in order until one fails.
 const LADDER: &[u32] = &[
     500, 1000, 2000, 3000, 4000, 6000, 8000, 10_000, 12_000, 15_000,
 ];
-/// Bisection steps after the ladder.
-const BISECT_STEPS: u32 = 2;
 /// Simulated clients (fewer than the 65 536 delegable /56 prefixes).
 const CLIENTS: u32 = 60_000;
-/// (offered rate, failed fraction, achieved rate) of each rung run.
-type RungLog = Vec<(u32, f64, f64)>;
+
+/// The wording of this benchmark.
+const BENCH: Bench = Bench {
+    chore: "bench-v6",
+    name_width: 10,
+    started: "SOLICITs",
+    completed: "REPLYs",
+    kea: "kea-dhcp6",
+    suffix: "v6",
+    delay_heading: "avg REQUEST-REPLY delay",
+    cpu_heading: "server CPU s per 100k exchanges",
+    below_first_rung: "below the first rung | | | | |",
+};
 
 /// One server under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,42 +80,6 @@ impl Running {
             Self::Kea(k) => k.cpu_seconds(),
             Self::Twinlease { server, .. } => server.cpu_seconds(),
         }
-    }
-}
-
-/// One measured rung.
-struct Rung {
-    rate: u32,
-    report: PerfdhcpReport,
-    /// Server CPU seconds used during the rung (start-up included).
-    cpu: Option<f64>,
-}
-
-impl Rung {
-    /// Completed exchanges (REPLYs to REQUEST) per second of the sending period.
-    fn achieved(&self, secs: u32) -> f64 {
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "reply counts stay far below 2^52"
-        )]
-        let replies = self.report.acks() as f64;
-        replies / f64::from(secs.max(1))
-    }
-
-    /// Server CPU seconds per 100 000 completed exchanges.
-    fn cpu_per_100k(&self) -> Option<f64> {
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "reply counts stay far below 2^52"
-        )]
-        let replies = self.report.acks() as f64;
-        self.cpu
-            .filter(|_| replies > 0.0)
-            .map(|c| c / replies * 100_000.0)
-    }
-
-    fn passed(&self) -> bool {
-        self.report.failed_fraction() <= MAX_FAIL
     }
 }
 
@@ -216,17 +186,7 @@ fn rung(server: Server, topo: &Topology, rate: u32, secs: u32) -> Result<Rung, E
     let cpu = running.cpu_seconds();
     drop(running);
     let r = Rung { rate, report, cpu };
-    println!(
-        "bench-v6: {:10} rate {:6}/s: {:6} SOLICITs {:6} REPLYs, failed {:5.2} %, achieved {:8.1}/s, CPU {:5.2} s/100k -> {}",
-        format!("{server:?}"),
-        rate,
-        r.report.started(),
-        r.report.acks(),
-        r.report.failed_fraction() * 100.0,
-        r.achieved(secs),
-        r.cpu_per_100k().unwrap_or(f64::NAN),
-        if r.passed() { "pass" } else { "FAIL" }
-    );
+    BENCH.print_rung(&server, &r, secs);
     Ok(r)
 }
 
@@ -235,164 +195,43 @@ fn measure(server: Server, topo: &Topology, secs: u32) -> Result<(Option<Rung>, 
     if server == Server::Twinlease {
         probe(topo)?;
     }
-    let mut best: Option<Rung> = None;
-    let mut first_fail = None;
-    let mut log = Vec::new();
-    for &rate in LADDER {
-        let r = rung(server, topo, rate, secs)?;
-        log.push((rate, r.report.failed_fraction(), r.achieved(secs)));
-        if r.passed() {
-            best = Some(r);
-        } else {
-            first_fail = Some(rate);
-            break;
-        }
-    }
-    if let (Some(mut hi), Some(_)) = (first_fail, best.as_ref()) {
-        for _ in 0..BISECT_STEPS {
-            let lo = best.as_ref().map_or(0, |b| b.rate);
-            let mid = lo + (hi - lo) / 2;
-            if mid <= lo || hi - lo < 250 {
-                break;
-            }
-            let r = rung(server, topo, mid, secs)?;
-            log.push((mid, r.report.failed_fraction(), r.achieved(secs)));
-            if r.passed() {
-                best = Some(r);
-            } else {
-                hi = mid;
-            }
-        }
-    }
-    Ok((best, log))
-}
-
-fn first_line(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        })
-        .unwrap_or_default()
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    format!(
-        "| load average at start (shared machine) | {} |\n| nproc | {} |\n| kernel | {} |\n| CPU | {} |\n| perfdhcp | {} |\n| kea-dhcp6 | {} |\n",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim(),
-        first_line("nproc", &[]),
-        first_line("uname", &["-sr"]),
-        cpu,
-        first_line("perfdhcp", &["-v"]).trim_start_matches("VERSION: "),
-        first_line("kea-dhcp6", &["-v"]),
-    )
-}
-
-fn row(server: Server, best: Option<&Rung>, secs: u32) -> String {
-    let cell = best.map_or_else(
-        || "below the first rung | | | | |".to_owned(),
-        |b| {
-            format!(
-                "{} | {:.0} | {:.2} % | {:.3} ms | {} |",
-                b.rate,
-                b.achieved(secs),
-                b.report.failed_fraction() * 100.0,
-                b.report
-                    .second_exchange()
-                    .and_then(|s| s.avg_delay_ms)
-                    .unwrap_or(0.0),
-                b.cpu_per_100k()
-                    .map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"))
-            )
-        },
-    );
-    format!("| {} | {cell}", server.label())
+    bench_common::measure(LADDER, secs, |rate| rung(server, topo, rate, secs))
 }
 
 /// Runs the benchmark. Arguments: `--secs N` (seconds per rung, default 5),
 /// `--only kea|twinlease`.
 pub fn run(args: &[String]) -> Result<(), Error> {
-    if !is_root() {
-        println!("xtask bench-v6: skipped: needs root (network namespaces)");
+    if BENCH.skipped_without_root() {
         return Ok(());
     }
-    let mut secs = 5;
-    let mut only = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--secs" => secs = it.next().and_then(|s| s.parse().ok()).ok_or("--secs N")?,
-            "--only" => only = it.next().cloned(),
-            other => return Err(format!("unknown argument {other:?}").into()),
-        }
-    }
+    let args = Args::parse(args)?;
+    let secs = args.secs;
     deps::install_deps()?;
     require_programs(&["ip", "sysctl", "perfdhcp", "kea-dhcp6"])?;
     let topo = Topology::new(1)?;
     topo.enable_ipv6()?;
     debug_assert_eq!(topo.server_addr(), Ipv4Addr::new(192, 0, 2, 1));
 
-    let mut rows = String::new();
-    let mut details = String::new();
-    for server in [Server::Kea, Server::Twinlease] {
-        let name = format!("{server:?}").to_lowercase();
-        if only.as_ref().is_some_and(|o| *o != name) {
-            continue;
-        }
-        match measure(server, &topo, secs) {
-            Ok((best, log)) => {
-                let _ = writeln!(rows, "{}", row(server, best.as_ref(), secs));
-                let _ = writeln!(
-                    details,
-                    "\n{}: rungs (offered rate/s, failed %, achieved/s):",
-                    server.label()
-                );
-                for (rate, fail, got) in log {
-                    let _ = writeln!(details, "- {rate}: {:.2} %, {got:.0}", fail * 100.0);
-                }
-            }
-            Err(e) => {
-                let why = first_error_line(&e);
-                println!("bench-v6: {server:?}: not measured: {why}");
-                let _ = writeln!(rows, "| {} | not measured: {why} | | | | |", server.label());
-            }
-        }
-    }
+    let results = BENCH.measure_all(
+        &args,
+        &[Server::Kea, Server::Twinlease],
+        Server::label,
+        |server| measure(server, &topo, secs),
+        |server, e| {
+            let why = first_error_line(e);
+            println!("bench-v6: {server:?}: not measured: {why}");
+            why
+        },
+    );
     let date = first_line("date", &["+%F"]);
-    let report = format!(
+    let intro = format!(
         "# Socket-path DHCPv6 rate, {date}\n\n\
          Highest offered rate (SOLICIT-ADVERTISE-REQUEST-REPLY exchanges per second, each for\n\
          one address and one delegated /56, new leases, {secs} s per rung) at which at most\n\
          1 % of the exchanges perfdhcp started did not end with a REPLY.\n\
          perfdhcp (`-6 -e address-and-prefix`, {CLIENTS} clients) runs in a client namespace,\n\
          the server in another, one veth pair between them; client and server share the\n\
-         machine's cores. `cargo xtask bench-v6`.\n\n\
-         | server | max rate ≤ 1 % loss (/s) | achieved (/s) | failed | avg REQUEST-REPLY delay | server CPU s per 100k exchanges |\n\
-         |---|---|---|---|---|---|\n{rows}\n## Machine\n\n| | |\n|---|---|\n{}\n## Rungs\n{details}",
-        machine()
+         machine's cores. `cargo xtask bench-v6`.\n\n"
     );
-    let dir: PathBuf = workspace_root().join("results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{date}-v6.md"));
-    std::fs::write(&path, &report)?;
-    println!("{report}\nbench-v6: written to {}", path.display());
-    Ok(())
+    BENCH.write(&date, &BENCH.report(&intro, &results))
 }

@@ -4,6 +4,7 @@
 //! Every chore prints what it runs. Those that build networks do it in their own network
 //! namespaces (through the `twinlease-tests` harness) and remove them when done.
 
+mod bench_common;
 mod bench_micro;
 mod bench_socket;
 mod bench_v6;
