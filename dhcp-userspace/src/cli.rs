@@ -153,15 +153,57 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let fail = |e: &dyn std::fmt::Display| {
+        tracing::error!("cannot start: {e}");
+        eprintln!("twinlease: cannot start: {e}");
+        ExitCode::FAILURE
+    };
+    // The user is resolved and the data directory checked before anything is bound; files
+    // the start creates already belong to the user (see privilege.rs).
+    let account = match cfg.server.user.as_deref().map(|name| {
+        let a = crate::privilege::resolve_user(name)?;
+        crate::privilege::check_data_dir(&cfg.server.data_dir, &a)?;
+        crate::privilege::create_as(&a)?;
+        Ok::<_, crate::privilege::PrivilegeError>(a)
+    }) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => return fail(&e),
+    };
     let set = block_signals();
+    // Without a user to switch to, each server thread clears its own capabilities as it starts.
+    crate::privilege::drop_in_new_threads(cfg.server.drop_capabilities && account.is_none());
     let server = match Server::start(&cfg) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot start: {e}");
-            eprintln!("twinlease: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
+    if account.is_some() || cfg.server.drop_capabilities {
+        match crate::privilege::drop_privileges(account.as_ref(), cfg.server.drop_capabilities) {
+            Ok(d) => {
+                tracing::info!(uid = d.uid, gid = d.gid, "privileges dropped");
+                // Threads clear their own sets as they start: give them a bounded moment.
+                let mut left = d.threads_with_caps;
+                for _ in 0..50 {
+                    if left.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    left = crate::privilege::threads_with_caps();
+                }
+                if !left.is_empty() {
+                    tracing::warn!(
+                        threads = ?left,
+                        "capabilities are per thread: these threads (tid, CapEff) keep theirs; \
+                         set server.user to clear every thread"
+                    );
+                }
+            }
+            Err(e) => {
+                server.shutdown();
+                return fail(&e);
+            }
+        }
+    }
     tracing::info!(
         listen = ?server.listening,
         control = ?server.control_addr(),

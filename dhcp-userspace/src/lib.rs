@@ -15,6 +15,7 @@ pub mod import;
 pub mod io;
 pub mod lease;
 pub mod pool;
+pub mod privilege;
 pub mod store;
 pub mod tune;
 pub mod wal;

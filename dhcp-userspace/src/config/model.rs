@@ -196,6 +196,12 @@ pub struct Server {
     /// Cores the workers are pinned to (`worker-cores`): worker w runs on
     /// `worker_cores[w % len]`. Empty (the default): not pinned.
     pub worker_cores: Vec<usize>,
+    /// User to switch to once the sockets are bound and the XDP program attached (`user`).
+    /// `None` (the default): stay the user the server was started as.
+    pub user: Option<String>,
+    /// Clear the capabilities and set `no_new_privs` after the start
+    /// (`drop-capabilities`). Default `true`.
+    pub drop_capabilities: bool,
 }
 
 impl Server {
@@ -245,6 +251,8 @@ impl Default for Server {
             relay_port: Self::DEFAULT_RELAY_PORT,
             xdp: XdpSettings::default(),
             worker_cores: Vec::new(),
+            user: None,
+            drop_capabilities: true,
         }
     }
 }

@@ -59,6 +59,8 @@ struct RawServer {
     reply_port: Option<u16>,
     relay_port: Option<u16>,
     worker_cores: Option<Vec<usize>>,
+    user: Option<String>,
+    drop_capabilities: Option<bool>,
     xdp: Option<RawXdp>,
 }
 
@@ -326,7 +328,21 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         relay_port: raw.relay_port.unwrap_or(d.relay_port),
         xdp: d.xdp.clone(),
         worker_cores: raw.worker_cores.clone().unwrap_or_default(),
+        user: raw.user.clone(),
+        drop_capabilities: raw.drop_capabilities.unwrap_or(d.drop_capabilities),
     };
+    if let Some(u) = &s.user
+        && (u.is_empty()
+            || u.len() > 32
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+    {
+        c.err(
+            "server.user",
+            format!("`{u}` is not a user name (1-32 letters, digits, `.`, `_`, `-`)"),
+        );
+    }
 
     check_cores(c, "server.worker-cores", &s.worker_cores);
     if s.data_dir.as_os_str().is_empty() {

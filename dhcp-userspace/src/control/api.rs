@@ -135,7 +135,10 @@ impl Bound {
         let (http, flag, token) = (Arc::clone(&self.http), Arc::clone(&stop), self.token);
         let thread = std::thread::Builder::new()
             .name("tl-control".into())
-            .spawn(move || serve_loop(&http, &flag, token.as_deref(), &handle))
+            .spawn(move || {
+                crate::privilege::thread_start();
+                serve_loop(&http, &flag, token.as_deref(), &handle);
+            })
             .map_err(ControlError::Spawn)?;
         tracing::info!(listen = %self.addr, "control API listening");
         Ok(ControlServer {

@@ -442,6 +442,7 @@ impl Server {
             let h = std::thread::Builder::new()
                 .name(format!("tl-worker-{w}"))
                 .spawn(move || {
+                    crate::privilege::thread_start();
                     pin(core, "worker", w);
                     worker.run();
                 })
@@ -925,6 +926,7 @@ impl Worker {
             let spawned = std::thread::Builder::new()
                 .name("tl-compact".into())
                 .spawn(move || {
+                    crate::privilege::thread_start();
                     match c.run() {
                         Ok(r) => tracing::info!(report = ?r, "compaction done"),
                         Err(e) => tracing::error!(error = %e, "compaction failed"),

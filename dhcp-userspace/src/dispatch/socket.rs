@@ -103,7 +103,10 @@ pub(super) fn start(
         let stats = Arc::clone(stats);
         let h = std::thread::Builder::new()
             .name(format!("tl-rx-{i}"))
-            .spawn(move || rx_loop(&sock, &links, &stop, &stats, batch))
+            .spawn(move || {
+                crate::privilege::thread_start();
+                rx_loop(&sock, &links, &stop, &stats, batch);
+            })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver",
                 source,
@@ -116,7 +119,10 @@ pub(super) fn start(
         let stats = Arc::clone(stats);
         let h = std::thread::Builder::new()
             .name(format!("tl-rx6-{i}"))
-            .spawn(move || rx6_loop(&sock, &links, &stop, &stats, batch))
+            .spawn(move || {
+                crate::privilege::thread_start();
+                rx6_loop(&sock, &links, &stop, &stats, batch);
+            })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver6",
                 source,

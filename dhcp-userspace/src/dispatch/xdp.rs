@@ -311,6 +311,7 @@ pub(super) fn start(
         let h = std::thread::Builder::new()
             .name(format!("tl-xdp-{}-{}", ports[idx].iface, ports[idx].queue))
             .spawn(move || {
+                crate::privilege::thread_start();
                 super::pin(core, "queue loop", idx);
                 ql.run(&loop_stop, &server_stop);
             })
