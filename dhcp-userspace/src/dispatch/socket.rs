@@ -136,10 +136,15 @@ pub(super) fn start(
 fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
     let mut rx = socket6::Receiver6::new(sock, batch);
     let mut local: Vec<(&'static str, u64)> = Vec::new();
-    while !stop.load(Ordering::Acquire) {
-        let n = match rx.recv(100) {
+    loop {
+        // On stop, one last pass without waiting (as in rx_loop).
+        let stopping = stop.load(Ordering::Acquire);
+        let n = match rx.recv(if stopping { 0 } else { 100 }) {
             Ok(n) => n,
             Err(e) => {
+                if stopping {
+                    break;
+                }
                 tracing::warn!(error = %e, "DHCPv6 receive failed");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
@@ -156,6 +161,9 @@ fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stat
             }
         }
         stats.fold(&mut local);
+        if stopping && n < batch {
+            break;
+        }
     }
 }
 
@@ -163,10 +171,16 @@ fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stat
 fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
     let mut rx = socket::Receiver::new(sock, batch);
     let mut local: Vec<(&'static str, u64)> = Vec::new();
-    while !stop.load(Ordering::Acquire) {
-        let n = match rx.recv(100) {
+    loop {
+        // On stop, one last pass without waiting: requests the kernel had already queued
+        // when the stop came are handled (the workers drain their rings before exiting).
+        let stopping = stop.load(Ordering::Acquire);
+        let n = match rx.recv(if stopping { 0 } else { 100 }) {
             Ok(n) => n,
             Err(e) => {
+                if stopping {
+                    break;
+                }
                 tracing::warn!(error = %e, "receive failed");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
@@ -183,6 +197,9 @@ fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats
             }
         }
         stats.fold(&mut local);
+        if stopping && n < batch {
+            break;
+        }
     }
 }
 
