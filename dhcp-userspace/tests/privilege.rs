@@ -207,15 +207,40 @@ fn dirs(owner: u32) -> (tempfile::TempDir, std::path::PathBuf) {
     (tmp, data)
 }
 
-fn spawn(cfg: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_twinlease"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("TWINLEASE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+/// The server process, killed and reaped on drop, also when an assertion fails first.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(cfg: &Path, log: &Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_twinlease"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("TWINLEASE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// `key` of a /proc status file.
@@ -246,7 +271,7 @@ fn threads_after_drop(pid: u32, log: &Path) -> Vec<String> {
     out
 }
 
-fn stop(mut child: Child, log: &Path) {
+fn stop(mut child: Proc, log: &Path) {
     // Safety: SIGTERM to our own child.
     unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(10);
