@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod dispatch;
 pub mod engine;
+pub mod failover;
 pub mod import;
 pub mod io;
 pub mod lease;

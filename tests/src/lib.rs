@@ -12,6 +12,8 @@
 //! - [`topology`]: [`topology::Topology`], a server namespace and client namespaces;
 //! - [`clients`]: `dhclient` and `udhcpc` drivers;
 //! - [`clients6`]: the `dhclient -6` driver (addresses and delegated prefixes);
+//! - [`failover`]: the failover bench: two server hosts, clients, a partner link to cut,
+//!   twinlease pairs and ISC dhcpd partners, store invariants;
 //! - [`perfdhcp`]: runs `perfdhcp` (`-4` or `-6`) and parses its statistics;
 //! - [`capture`]: `tcpdump` captures and a pcap reader that extracts DHCP messages;
 //! - [`kea`]: a Kea DHCP server as a reference peer;
@@ -21,6 +23,7 @@
 pub mod capture;
 pub mod clients;
 pub mod clients6;
+pub mod failover;
 pub mod kea;
 pub mod kea6;
 pub mod netns;

@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    AddressPool6, Config, Control, Durability, IoMode, Ipv4Net, Ipv4NetError, Ipv6Net,
+    AddressPool6, Config, Control, Durability, Failover, FailoverRole, FailoverTls, IoMode, Ipv4Net, Ipv4NetError, Ipv6Net,
     Ipv6NetError, Pool4, PrefixPool6, RawOption, RawOption6, Reservation4, Reservation6, Server,
     Subnet4, Subnet6, XdpAttachMode, XdpSettings,
 };

@@ -21,6 +21,8 @@ pub struct Config {
     pub subnet6: Vec<Subnet6>,
     /// The control API (`[control]`); `None` when the table is absent: no control API.
     pub control: Option<Control>,
+    /// The `DHCPv4` failover relationship (`[failover]`); `None`: a standalone server.
+    pub failover: Option<Failover>,
 }
 
 impl Config {
@@ -183,8 +185,16 @@ pub struct Server {
     pub decline_probation_secs: u32,
     /// Most requests one worker handles per group commit. Default 64, range 1..=4096.
     pub batch_size: usize,
-    /// Capacity of each dispatcher→worker ring. Default 4096, at least `batch_size`.
+    /// Capacity of each dispatcher→worker ring (each worker has a priority and a bulk
+    /// ring). Default 4096, at least `batch_size`.
     pub ring_capacity: usize,
+    /// Bulk requests (anything but renewals and releases) that waited longer than this many
+    /// milliseconds in a worker's ring are dropped unanswered (`stale-request-ms`); 0 never
+    /// drops. Default 2000.
+    pub stale_request_ms: u32,
+    /// Requests per second accepted from one client (by client key, per receive loop),
+    /// after a burst of `max(rate, 4)` (`per-client-rate`); 0 (the default) is no limit.
+    pub per_client_rate: u32,
     /// Size of one WAL segment, in MiB. Default 64.
     pub wal_segment_mib: u32,
     /// UDP port replies to directly attached clients go to. Default 68 (RFC 2131 §4.1).
@@ -219,6 +229,11 @@ impl Server {
     pub const DEFAULT_BATCH_SIZE: usize = 64;
     /// Default `ring-capacity`.
     pub const DEFAULT_RING_CAPACITY: usize = 4096;
+    /// Default `stale-request-ms`: half the 4 s a DHCPv4 client waits before its first
+    /// retransmission (RFC 2131 §4.1); an older request is likely retransmitted already.
+    pub const DEFAULT_STALE_REQUEST_MS: u32 = 2000;
+    /// Largest accepted `per-client-rate`.
+    pub const MAX_PER_CLIENT_RATE: u32 = 1_000_000;
     /// Default `wal-segment-mib`.
     pub const DEFAULT_WAL_SEGMENT_MIB: u32 = 64;
     /// Default `reply-port` (the DHCP client port, RFC 2131 §4.1).
@@ -246,6 +261,8 @@ impl Default for Server {
             decline_probation_secs: Self::DEFAULT_DECLINE_PROBATION_SECS,
             batch_size: Self::DEFAULT_BATCH_SIZE,
             ring_capacity: Self::DEFAULT_RING_CAPACITY,
+            stale_request_ms: Self::DEFAULT_STALE_REQUEST_MS,
+            per_client_rate: 0,
             wal_segment_mib: Self::DEFAULT_WAL_SEGMENT_MIB,
             reply_port: Self::DEFAULT_REPLY_PORT,
             relay_port: Self::DEFAULT_RELAY_PORT,
@@ -822,4 +839,66 @@ pub struct RawOption6 {
     pub code: u16,
     /// The option's value bytes (without code and length).
     pub data: Vec<u8>,
+}
+
+/// Which side of a failover relationship this server is (draft-ietf-dhc-failover-12 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverRole {
+    /// `"primary"`: connects to the peer, owns the FREE share of the free addresses and
+    /// sends the MCLT and the load-balancing assignment.
+    Primary,
+    /// `"secondary"`: accepts the primary's connection and owns the BACKUP share.
+    Secondary,
+}
+
+/// Mutual TLS on the partner connection (`tls-cert`, `tls-key`, `tls-ca`): both partners
+/// present a certificate signed by `ca`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverTls {
+    /// PEM certificate chain of this server.
+    pub cert: PathBuf,
+    /// PEM private key of this server.
+    pub key: PathBuf,
+    /// PEM certificate of the authority that signed the partner's certificate.
+    pub ca: PathBuf,
+    /// Name the partner's certificate must carry (default: the peer address).
+    pub peer_name: Option<String>,
+}
+
+/// A `DHCPv4` failover relationship: the `[failover]` table. It covers every `[[subnet4]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// Relationship name (draft-12 relationship-name option), the same on both partners.
+    pub name: String,
+    /// This server's role.
+    pub role: FailoverRole,
+    /// Local address and TCP port: listened on, and connected from (default port 647).
+    pub local: SocketAddrV4,
+    /// The partner's address and port: the only source accepted, and the connect target.
+    pub peer: SocketAddrV4,
+    /// Maximum client lead time, seconds (draft-12 §5.2.1).
+    pub mclt: u32,
+    /// Seconds without any message from the partner before the connection is declared down
+    /// (draft-12 §8.3).
+    pub max_response_delay: u32,
+    /// Binding updates sent ahead of their acknowledgements.
+    pub max_unacked_updates: u32,
+    /// RFC 3074 hash buckets (of 256) the primary answers in NORMAL; the secondary answers
+    /// the rest.
+    pub load_balance_split: u16,
+    /// A client whose `secs` field exceeds this is answered by either partner (RFC 3074 §4).
+    pub load_balance_max_seconds: u16,
+    /// Percent by which the FREE/BACKUP split of a pool may drift before the primary
+    /// rebalances it.
+    pub max_lease_misbalance: u8,
+    /// Seconds in COMMUNICATIONS-INTERRUPTED after which the server enters PARTNER-DOWN by
+    /// itself; `None` (0 in the file, the default): only an operator does.
+    pub auto_partner_down: Option<u32>,
+    /// Mutual TLS; `None`: plain TCP restricted to the peer address (what ISC dhcpd speaks).
+    pub tls: Option<FailoverTls>,
+}
+
+impl Failover {
+    /// Default TCP port of the failover protocol (draft-12 §6).
+    pub const DEFAULT_PORT: u16 = 647;
 }

@@ -15,6 +15,7 @@ use super::model::{
 };
 use super::{ConfigError, ConfigErrors};
 
+mod failover;
 mod v6;
 
 /// The whole file as written.
@@ -28,6 +29,7 @@ struct RawConfig {
     #[serde(default)]
     subnet6: Vec<v6::RawSubnet6>,
     control: Option<RawControl>,
+    failover: Option<failover::RawFailover>,
 }
 
 /// `[control]` as written.
@@ -55,6 +57,8 @@ struct RawServer {
     decline_probation_secs: Option<u32>,
     batch_size: Option<usize>,
     ring_capacity: Option<usize>,
+    stale_request_ms: Option<u32>,
+    per_client_rate: Option<u32>,
     wal_segment_mib: Option<u32>,
     reply_port: Option<u16>,
     relay_port: Option<u16>,
@@ -238,12 +242,16 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let subnet4 = check_subnets(&mut c, &server, raw.subnet4);
     let subnet6 = v6::check_subnets6(&mut c, &server, raw.subnet6);
     let control = raw.control.map(|r| check_control(&mut c, r));
+    let failover = raw
+        .failover
+        .and_then(|r| failover::check_failover(&mut c, r));
     if c.errors.is_empty() {
         Ok(Config {
             server,
             subnet4,
             subnet6,
             control,
+            failover,
         })
     } else {
         Err(ConfigErrors { errors: c.errors })
@@ -323,6 +331,8 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
             .unwrap_or(d.decline_probation_secs),
         batch_size: raw.batch_size.unwrap_or(d.batch_size),
         ring_capacity: raw.ring_capacity.unwrap_or(d.ring_capacity),
+        stale_request_ms: raw.stale_request_ms.unwrap_or(d.stale_request_ms),
+        per_client_rate: raw.per_client_rate.unwrap_or(d.per_client_rate),
         wal_segment_mib: raw.wal_segment_mib.unwrap_or(d.wal_segment_mib),
         reply_port: raw.reply_port.unwrap_or(d.reply_port),
         relay_port: raw.relay_port.unwrap_or(d.relay_port),
@@ -515,6 +525,16 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
     }
     if s.wal_segment_mib == 0 {
         c.err("server.wal-segment-mib", "must be > 0");
+    }
+    if s.per_client_rate > Server::MAX_PER_CLIENT_RATE {
+        c.err(
+            "server.per-client-rate",
+            format!(
+                "{} is above {} requests/s",
+                s.per_client_rate,
+                Server::MAX_PER_CLIENT_RATE
+            ),
+        );
     }
     if s.reply_port == 0 {
         c.err("server.reply-port", "port 0 cannot be sent to");

@@ -6,7 +6,8 @@
 //! | `GET /v1/leases?addr=A` \| `mac=M` \| `client-id=HEX` \| `duid=HEX` \| `prefix=P/L` | lookup |
 //! | `GET /v1/leases?cursor=C&limit=N` | paged listing, DHCPv4 then DHCPv6 |
 //! | `GET /v1/stats` | per subnet and pool: total, active, free, declined… |
-//! | `GET /v1/failover` | failover relationships (none yet) |
+//! | `GET /v1/failover` | failover relationships: states, unacked updates, last contact |
+//! | `POST /v1/failover/partner-down` | declare the partner down (PARTNER-DOWN) |
 //! | `POST /v1/leases/{addr}/expire` | end a binding now, free the address |
 //! | `DELETE /v1/leases/{addr}` | remove the lease records of an address, free it |
 //! | `POST /v1/reload` | 501: not supported yet |
@@ -326,11 +327,15 @@ pub fn respond(
             _ => not_allowed("GET"),
         },
         ["v1", "failover"] => match method {
-            "GET" => ok(&json!({
-                "relationships": [],
-                "note": "failover is not implemented yet: this server runs alone",
-            })),
+            "GET" => ok(&json!({ "relationships": handle.failover_status() })),
             _ => not_allowed("GET"),
+        },
+        ["v1", "failover", "partner-down"] => match method {
+            "POST" => match handle.partner_down() {
+                Ok(state) => ok(&json!({ "state": state })),
+                Err(e) => error(409, e),
+            },
+            _ => not_allowed("POST"),
         },
         ["v1", "reload"] => match method {
             "POST" => error(501, "reload is not supported yet"),
@@ -514,6 +519,7 @@ fn pool_value(p: &PoolStat) -> Value {
         "range": p.range,
         "total": big(p.total),
         "free": big(p.free),
+        "backup": big(p.backup),
         "active": p.counts.active,
         "declined": p.counts.declined,
         "expired": p.counts.expired,

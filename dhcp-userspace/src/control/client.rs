@@ -200,8 +200,11 @@ pub enum CtlCommand {
     },
     /// Per subnet and pool: total, active, free, declined, utilisation.
     Stats,
-    /// Failover relationships.
+    /// Failover relationships: state, partner state, unacknowledged updates, last contact.
     Failover,
+    /// Declare the failover partner down (enter PARTNER-DOWN): only when it really is down
+    /// (draft-ietf-dhc-failover-12); after the MCLT this server serves all addresses.
+    PartnerDown,
     /// End the binding of an address now and return it to the free pool.
     Expire {
         /// The address.
@@ -333,9 +336,20 @@ fn run(args: &CtlArgs) -> Result<ExitCode, ClientError> {
             out = if args.json {
                 v.to_string()
             } else if rel == 0 {
-                "no failover relationships (failover is not implemented yet)".into()
+                "no failover relationships (no [failover] table in the configuration)".into()
             } else {
-                serde_json::to_string_pretty(&v).unwrap_or_default()
+                failover_table(&v)
+            };
+        }
+        CtlCommand::PartnerDown => {
+            let v = c.json("POST", "/v1/failover/partner-down")?;
+            out = if args.json {
+                v.to_string()
+            } else {
+                format!(
+                    "state: {}",
+                    v.get("state").and_then(Value::as_str).unwrap_or("?")
+                )
             };
         }
         CtlCommand::Expire { addr } | CtlCommand::Delete { addr } => {
@@ -487,6 +501,36 @@ pub fn stats_table(v: &Value) -> String {
         ],
         &rows,
     )
+}
+
+/// The failover relationships as a table, one row per relationship.
+fn failover_table(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "NAME        ROLE       STATE                      PARTNER                    CONNECTED  UNACKED  PENDING  MCLT\n",
+    );
+    for r in v
+        .get("relationships")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<11} {:<10} {:<26} {:<26} {:<10} {:<8} {:<8} {}",
+            s("name"),
+            s("role"),
+            s("state"),
+            s("partner_state"),
+            r.get("connected").and_then(Value::as_bool).unwrap_or(false),
+            n("unacked_updates"),
+            n("pending_updates"),
+            n("mclt"),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -289,6 +289,118 @@ fn fmt_f64(v: f64) -> String {
     }
 }
 
+/// The failover relationship's gauges and counters (draft-ietf-dhc-failover-12 states,
+/// replication lag: unacknowledged updates and the age of the oldest).
+fn failover_metrics(t: &mut Text, handle: &Handle) {
+    type Field = fn(&crate::failover::partner::Status) -> u64;
+    let rels = handle.failover_status();
+    if rels.is_empty() {
+        return;
+    }
+    t.head(
+        "twinlease_failover_state",
+        "gauge",
+        "1 for the current failover state of each relationship (label state).",
+    );
+    for r in &rels {
+        t.sample(
+            "twinlease_failover_state",
+            &[("relationship", &r.name), ("state", r.state)],
+            1,
+        );
+    }
+    t.head(
+        "twinlease_failover_partner_state",
+        "gauge",
+        "1 for the partner's last known failover state.",
+    );
+    for r in &rels {
+        if let Some(p) = r.partner_state {
+            t.sample(
+                "twinlease_failover_partner_state",
+                &[("relationship", &r.name), ("state", p)],
+                1,
+            );
+        }
+    }
+    let gauges: [(&str, &str, Field); 4] = [
+        (
+            "twinlease_failover_connected",
+            "Whether the partner connection is up.",
+            |r| u64::from(r.connected),
+        ),
+        (
+            "twinlease_failover_unacked_updates",
+            "Binding updates sent and not yet acknowledged.",
+            |r| r.unacked_updates as u64,
+        ),
+        (
+            "twinlease_failover_pending_updates",
+            "Binding updates waiting to be sent.",
+            |r| r.pending_updates as u64,
+        ),
+        (
+            "twinlease_failover_oldest_unacked_milliseconds",
+            "Age of the oldest unacknowledged update, milliseconds.",
+            |r| r.oldest_unacked_ms,
+        ),
+    ];
+    for (name, help, f) in gauges {
+        t.head(name, "gauge", help);
+        for r in &rels {
+            t.sample(name, &[("relationship", &r.name)], f(r));
+        }
+    }
+    let counters: [(&str, &str, Field); 6] = [
+        (
+            "twinlease_failover_updates_sent_total",
+            "Binding updates (BNDUPD) sent.",
+            |r| r.updates_sent,
+        ),
+        (
+            "twinlease_failover_updates_acked_total",
+            "Binding updates the partner acknowledged.",
+            |r| r.updates_acked,
+        ),
+        (
+            "twinlease_failover_updates_rejected_total",
+            "Binding updates the partner rejected.",
+            |r| r.updates_rejected,
+        ),
+        (
+            "twinlease_failover_updates_received_total",
+            "Binding updates received from the partner.",
+            |r| r.updates_received,
+        ),
+        (
+            "twinlease_failover_updates_refused_total",
+            "Binding updates from the partner that we rejected.",
+            |r| r.updates_refused,
+        ),
+        (
+            "twinlease_failover_addresses_transferred_total",
+            "Free addresses moved to the secondary's share by pool balancing.",
+            |r| r.addresses_transferred,
+        ),
+    ];
+    for (name, help, f) in counters {
+        t.head(name, "counter", help);
+        for r in &rels {
+            t.sample(name, &[("relationship", &r.name)], f(r));
+        }
+    }
+    t.head(
+        "twinlease_failover_partner_ring_full_total",
+        "counter",
+        "Lease changes that found the ring to the partner thread full (sent later by a rescan).",
+    );
+    t.sample(
+        "twinlease_failover_partner_ring_full_total",
+        &[],
+        handle.stats().partner_ring_full.load(Ordering::Relaxed),
+    );
+}
+
 /// The Prometheus text exposition of the server behind `handle`. Pool gauges need an answer
 /// from every worker; when one does not come they are left out (and
 /// `twinlease_pool_stats_available` is 0).
@@ -368,6 +480,13 @@ pub fn render(handle: &Handle) -> String {
         &[("reason", "send_failed")],
         ld(&s.send_failed),
     );
+    for (reason, n) in [
+        ("ring_full_priority", &s.ring_full_priority),
+        ("stale", &s.stale_dropped),
+        ("rate_limited", &s.rate_limited),
+    ] {
+        t.sample("twinlease_drops_total", &[("reason", reason)], ld(n));
+    }
     for (k, v) in &outcomes {
         if !k.starts_with("reply") && !silent.contains(k) {
             t.sample("twinlease_drops_total", &[("reason", k)], v);
@@ -416,6 +535,27 @@ pub fn render(handle: &Handle) -> String {
         "DHCPv4 lease records made durable by group commits.",
     );
     t.sample("twinlease_wal_records_total", &[], ld(&s.records));
+    t.head(
+        "twinlease_wal_disk_full",
+        "gauge",
+        "Shards whose write-ahead log cannot write because the disk is full; while above 0 their grants and renewals are not sent.",
+    );
+    t.sample("twinlease_wal_disk_full", &[], ld(&s.wal_disk_full));
+    t.head(
+        "twinlease_wal_append_failures_total",
+        "counter",
+        "WAL appends or commits that failed (each withholds a batch's grants), by reason.",
+    );
+    t.sample(
+        "twinlease_wal_append_failures_total",
+        &[("reason", "disk_full")],
+        ld(&s.wal_failures_disk_full),
+    );
+    t.sample(
+        "twinlease_wal_append_failures_total",
+        &[("reason", "io")],
+        ld(&s.wal_failures_io),
+    );
     t.histogram(
         "twinlease_wal_commit_seconds",
         "Latency of one group commit (append and fdatasync).",
@@ -428,6 +568,8 @@ pub fn render(handle: &Handle) -> String {
         &s.batch_sizes.snapshot(),
         1.0,
     );
+
+    failover_metrics(&mut t, handle);
 
     let xdp = handle.xdp_counters();
     t.head(
@@ -473,13 +615,14 @@ fn pool_gauges(t: &mut Text, pools: &[PoolStat]) {
     t.head(
         "twinlease_pool_addresses",
         "gauge",
-        "Members of a pool (addresses or delegated prefixes) by state: total, free, active, declined.",
+        "Members of a pool (addresses or delegated prefixes) by state: total, free, backup (the failover secondary's share of the free ones), active, declined.",
     );
     for p in pools {
         let (subnet, pool) = (p.subnet_id.to_string(), p.pool_id.to_string());
         for (state, n) in [
             ("total", fmt_u128(p.total)),
             ("free", fmt_u128(p.free)),
+            ("backup", fmt_u128(p.backup)),
             ("active", p.counts.active.to_string()),
             ("declined", p.counts.declined.to_string()),
         ] {

@@ -278,6 +278,9 @@ pub struct PoolStat {
     /// Members free now. DHCPv4: from the free map (held offers are not free); DHCPv6:
     /// `total - active - declined`.
     pub free: u128,
+    /// Of the free members, those in the failover secondary's BACKUP share
+    /// (draft-ietf-dhc-failover-12 §5.4); 0 without failover.
+    pub backup: u128,
     /// Lease records by state.
     pub counts: StateCounts,
 }
@@ -311,6 +314,17 @@ pub struct Handle {
     stats: Arc<Stats>,
     xdp: XdpCounterSource,
     timeout: Duration,
+    /// The failover relationship's status and command ring, when there is one.
+    failover: Option<FailoverControl>,
+}
+
+/// What the control API reaches of the partner thread.
+#[derive(Clone)]
+pub struct FailoverControl {
+    /// The relationship's status, updated by the partner thread.
+    pub status: Arc<std::sync::Mutex<crate::failover::partner::Status>>,
+    /// Operator commands to the partner thread.
+    pub commands: tokio::sync::mpsc::Sender<crate::failover::partner::Command>,
 }
 
 impl fmt::Debug for Handle {
@@ -346,7 +360,36 @@ impl Handle {
             stats,
             xdp,
             timeout: Duration::from_secs(5),
+            failover: None,
         }
+    }
+
+    /// Attach the failover relationship (the server does this when it has one).
+    pub fn set_failover(&mut self, fo: FailoverControl) {
+        self.failover = Some(fo);
+    }
+
+    /// The failover relationships' status (empty without failover).
+    #[must_use]
+    pub fn failover_status(&self) -> Vec<crate::failover::partner::Status> {
+        self.failover
+            .iter()
+            .filter_map(|f| f.status.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+
+    /// Ask the partner thread to enter PARTNER-DOWN (draft-ietf-dhc-failover-12: only an
+    /// operator may say the partner is down). Returns the new state's name.
+    pub fn partner_down(&self) -> Result<&'static str, String> {
+        let Some(f) = &self.failover else {
+            return Err("this server has no failover relationship".to_owned());
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        f.commands
+            .try_send(crate::failover::partner::Command::PartnerDown(tx))
+            .map_err(|_| "the partner thread is busy or stopped".to_owned())?;
+        rx.recv_timeout(self.timeout)
+            .map_err(|_| "the partner thread did not answer".to_owned())?
     }
 
     /// The server's counters.
@@ -489,6 +532,7 @@ impl Handle {
                 range: format!("{}-{}", p.start, p.end),
                 total: u128::from(self.free.size(p.id)),
                 free: u128::from(self.free.free_count(p.id)),
+                backup: u128::from(self.free.share_counts(p.id).1),
                 counts: counts_of(&v4, p.id),
             });
         }
@@ -511,6 +555,7 @@ impl Handle {
                 range,
                 total,
                 free: total.saturating_sub(u128::from(counts.active + counts.declined)),
+                backup: 0,
                 counts,
             });
         }

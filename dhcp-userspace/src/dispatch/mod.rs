@@ -11,9 +11,16 @@
 //! - [`socket`]: the receive loop and the egress of the socket path.
 //! - [`xdp`]: the per-queue `AF_XDP` loops and their egress.
 //!
-//! Job buffers are recycled through a second ring per worker, so the steady state allocates
+//! Job buffers are recycled through a further ring per worker, so the steady state allocates
 //! nothing per packet.
+//!
+//! Overload: each worker has two rings, priority (renewals and releases of clients that hold
+//! a lease, [`admission`]) and bulk (everything else); it drains the priority ring first
+//! every batch and drops bulk requests that waited longer than `stale-request-ms`. A
+//! per-client rate limit (`per-client-rate`) may refuse requests before either ring.
 
+pub mod admission;
+mod partner;
 pub mod socket;
 pub mod xdp;
 
@@ -31,13 +38,13 @@ use crate::control::metrics::{
     BATCH_BOUNDS, COMMIT_MICROS_BOUNDS, Family, Histogram, MsgCounters, MsgLocal, Path,
 };
 use crate::control::{CtlRequest, Handle};
-use crate::engine::v4::{Destination, Engine, Ingress, MAX_REPLY, Verdict};
+use crate::engine::v4::{Destination, Engine, FailoverView, Ingress, MAX_REPLY, Verdict};
 use crate::engine::v6::{Engine6, Ingress6, Verdict6};
 use crate::io::socket::{Interface, RxMeta, SLOT};
 use crate::io::socket6::RxMeta6;
 use crate::io::xdp::frame::EthHeader;
 use crate::lease::Lease4;
-use crate::lease::{ClientKey, Lease6, hash_bytes, shard_of};
+use crate::lease::{ClientKey, Lease6, hash_bytes};
 use crate::pool::FreeMap;
 use crate::pool::v6::Space6;
 use crate::store::{self, ShardStore};
@@ -83,6 +90,9 @@ pub enum DispatchError {
     /// The control API could not be started.
     #[error(transparent)]
     Control(#[from] crate::control::api::ControlError),
+    /// The failover partner thread could not start.
+    #[error(transparent)]
+    Failover(#[from] crate::failover::partner::PartnerError),
     /// A thread could not be spawned.
     #[error("spawning {what}: {source}")]
     Spawn {
@@ -114,6 +124,16 @@ pub struct Stats {
     pub records: AtomicU64,
     /// Requests dropped before a worker saw them because its ring was full.
     pub ring_full: AtomicU64,
+    /// Of [`Self::ring_full`], those dropped from a full priority ring.
+    pub ring_full_priority: AtomicU64,
+    /// Bulk requests dropped by a worker because they waited longer than
+    /// `stale-request-ms` in its ring.
+    pub stale_dropped: AtomicU64,
+    /// Requests refused by the per-client rate limit (`per-client-rate`).
+    pub rate_limited: AtomicU64,
+    /// Lease changes that found the ring to the failover partner thread full (sent later
+    /// by a rescan of the pending records).
+    pub partner_ring_full: AtomicU64,
     /// Outcomes by label: reply kinds (`reply_offer`…), silent handling and drop reasons.
     pub outcomes: Mutex<BTreeMap<&'static str, u64>>,
     /// The outcome labels seen for requests handled on purpose without a reply (a release,
@@ -131,6 +151,13 @@ pub struct Stats {
     pub commit_micros: Histogram,
     /// Requests per worker batch.
     pub batch_sizes: Histogram,
+    /// Shards whose write-ahead log is in a disk-full outage right now (a gauge): their
+    /// grants and renewals are withheld until space returns.
+    pub wal_disk_full: AtomicU64,
+    /// Failed WAL appends or commits (each fails a batch) because the disk was full.
+    pub wal_failures_disk_full: AtomicU64,
+    /// Failed WAL appends or commits for any other I/O error.
+    pub wal_failures_io: AtomicU64,
 }
 
 impl Default for Stats {
@@ -144,6 +171,10 @@ impl Default for Stats {
             commits: AtomicU64::new(0),
             records: AtomicU64::new(0),
             ring_full: AtomicU64::new(0),
+            ring_full_priority: AtomicU64::new(0),
+            stale_dropped: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            partner_ring_full: AtomicU64::new(0),
             outcomes: Mutex::default(),
             silent: Mutex::default(),
             requests: MsgCounters::default(),
@@ -152,6 +183,9 @@ impl Default for Stats {
             granted_v6: AtomicU64::new(0),
             commit_micros: Histogram::new(COMMIT_MICROS_BOUNDS),
             batch_sizes: Histogram::new(BATCH_BOUNDS),
+            wal_disk_full: AtomicU64::new(0),
+            wal_failures_disk_full: AtomicU64::new(0),
+            wal_failures_io: AtomicU64::new(0),
         }
     }
 }
@@ -208,16 +242,14 @@ fn reply6_label(kind: crate::wire::v6::MessageType) -> &'static str {
     }
 }
 
-/// The worker owning a DHCPv6 datagram's client: by its DUID, or, for a message without one
-/// (an INFORMATION-REQUEST may omit it, RFC 8415 §18.2.6; it creates no lease), by its source.
-fn shard_of_v6(
-    bytes: &[u8],
-    src: &std::net::SocketAddrV6,
-    workers: usize,
-) -> Result<usize, crate::wire::v6::Error> {
+/// The hash that places a DHCPv6 datagram's client on its worker
+/// ([`crate::lease::shard_of`]), also the key of the per-client rate limit: of its DUID (0 for
+/// an unusable one: worker 0), or, for a message without one (an INFORMATION-REQUEST may omit
+/// it, RFC 8415 §18.2.6; it creates no lease), of its source.
+fn key_hash_v6(bytes: &[u8], src: &std::net::SocketAddrV6) -> Result<u64, crate::wire::v6::Error> {
     match crate::wire::v6::client_duid_fast(bytes)? {
-        Some(duid) => Ok(ClientKey::from_duid(duid).map_or(0, |k| k.shard(workers))),
-        None => Ok(shard_of(hash_bytes(&src.ip().octets()), workers)),
+        Some(duid) => Ok(ClientKey::from_duid(duid).map_or(0, |k| k.hash64())),
+        None => Ok(hash_bytes(&src.ip().octets())),
     }
 }
 
@@ -253,41 +285,72 @@ struct Job {
     len: usize,
     meta: JobMeta,
     l2: Option<L2Meta>,
+    /// When the receive loop read it ([`admission::coarse_ms`]).
+    at: u32,
     buf: [u8; SLOT],
 }
 
 /// Rings between the receive loops and one worker.
 #[derive(Clone)]
 struct WorkerLink {
+    /// Bulk requests (DISCOVER, SOLICIT, SELECTING and INIT-REBOOT REQUESTs…).
     to: Sender<Box<Job>>,
+    /// Requests of clients holding a lease ([`admission::priority_v4`], `priority_v6`).
+    to_prio: Sender<Box<Job>>,
     recycle: Receiver<Box<Job>>,
 }
 
 impl WorkerLink {
-    /// Hand a request to the worker: copy it into a recycled job and try to enqueue it. A
-    /// full ring is counted and the request dropped; the receive loop never blocks.
-    fn offer(&self, bytes: &[u8], meta: JobMeta, l2: Option<L2Meta>, stats: &Stats) -> bool {
+    /// Hand a request read at `at` ([`admission::coarse_ms`]) to the worker: pick its ring
+    /// (priority or bulk), copy it into a recycled job and try to enqueue it. A full ring is
+    /// counted and the request dropped, before any copy; the receive loop never blocks.
+    fn offer(
+        &self,
+        bytes: &[u8],
+        meta: JobMeta,
+        l2: Option<L2Meta>,
+        stats: &Stats,
+        at: u32,
+    ) -> bool {
         if bytes.len() > SLOT {
             return false;
+        }
+        let prio = match meta {
+            JobMeta::V4(_) => admission::priority_v4(bytes),
+            JobMeta::V6(_) => admission::priority_v6(bytes),
+        };
+        let ring = if prio { &self.to_prio } else { &self.to };
+        if ring.is_full() {
+            return ring_full(stats, prio);
         }
         let mut job = self.recycle.try_recv().unwrap_or_else(|_| {
             Box::new(Job {
                 len: 0,
                 meta,
                 l2: None,
+                at,
                 buf: [0u8; SLOT],
             })
         });
         job.len = bytes.len();
         job.meta = meta;
         job.l2 = l2;
+        job.at = at;
         job.buf[..bytes.len()].copy_from_slice(bytes);
-        if self.to.try_send(job).is_ok() {
+        if ring.try_send(job).is_ok() {
             return true;
         }
-        stats.ring_full.fetch_add(1, Ordering::Relaxed);
-        false
+        ring_full(stats, prio)
     }
+}
+
+/// Count a request dropped at a full ring; `false`, what [`WorkerLink::offer`] returns.
+fn ring_full(stats: &Stats, prio: bool) -> bool {
+    stats.ring_full.fetch_add(1, Ordering::Relaxed);
+    if prio {
+        stats.ring_full_priority.fetch_add(1, Ordering::Relaxed);
+    }
+    false
 }
 
 /// A running server; dropping it does not stop it, call [`Server::shutdown`].
@@ -297,6 +360,8 @@ pub struct Server {
     /// Shared with the control thread, which reads the XDP counters (never on the packet path).
     xdp: Arc<Mutex<Option<xdp::XdpPath>>>,
     control: Option<crate::control::api::ControlServer>,
+    /// The failover partner thread, when there is a relationship.
+    partner: Option<crate::failover::partner::PartnerHandle>,
     handle: Handle,
     /// Counters.
     pub stats: Arc<Stats>,
@@ -353,7 +418,7 @@ impl Server {
             (Some(e6), Arc::new(space))
         };
         let mut engine6 = engine6;
-        let (stores, report) = store::open(
+        let (mut stores, report) = store::open(
             &config.server.data_dir,
             workers,
             opts,
@@ -388,11 +453,63 @@ impl Server {
         let mut worker_rx = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (to, rx) = bounded::<Box<Job>>(config.server.ring_capacity);
+            let (to_prio, rx_prio) = bounded::<Box<Job>>(config.server.ring_capacity);
             let (rtx, recycle) = bounded::<Box<Job>>(config.server.ring_capacity);
-            links.push(WorkerLink { to, recycle });
-            worker_rx.push((rx, rtx));
+            links.push(WorkerLink {
+                to,
+                to_prio,
+                recycle,
+            });
+            let inbox = admission::Inbox::new(
+                rx_prio,
+                rx,
+                rtx.clone(),
+                config.server.stale_request_ms,
+                Arc::clone(&stats),
+            );
+            worker_rx.push((inbox, rtx));
         }
         let (ctl_tx, ctl_rx) = crate::control::rings(workers);
+        // The failover relationship: its rings, the published view, the partner thread.
+        let (fo_worker_ends, partner) = match &config.failover {
+            None => (Vec::new(), None),
+            Some(fo) => {
+                let view = Arc::new(crate::failover::channel::SharedView::new(
+                    fo.mclt,
+                    crate::engine::v4::LoadBalance {
+                        buckets: crate::failover::lb::Buckets::split(
+                            fo.load_balance_split,
+                            match fo.role {
+                                crate::config::FailoverRole::Primary => {
+                                    crate::failover::state::Role::Primary
+                                }
+                                crate::config::FailoverRole::Secondary => {
+                                    crate::failover::state::Role::Secondary
+                                }
+                            },
+                        ),
+                        max_secs: fo.load_balance_max_seconds,
+                    },
+                ));
+                hold_released(&mut stores, &free, fo.mclt, unix_now());
+                let (w_ends, p_ends) = crate::failover::channel::rings(workers, &view);
+                let newest_cltt = stores
+                    .iter()
+                    .flat_map(|st| st.shard.iter().map(|l| l.cltt))
+                    .max()
+                    .unwrap_or(0);
+                let handle = crate::failover::partner::spawn(
+                    fo,
+                    &config.server.data_dir,
+                    Arc::clone(&free),
+                    p_ends,
+                    view,
+                    newest_cltt,
+                )?;
+                (w_ends, Some(handle))
+            }
+        };
+        let mut fo_ends = fo_worker_ends.into_iter();
         let mut threads = Vec::new();
         let mut listening = Vec::new();
         let mut xdp_path = None;
@@ -436,6 +553,7 @@ impl Server {
                 requests: MsgLocal::default(),
                 replies: MsgLocal::default(),
                 silent_seen: Vec::new(),
+                failover: fo_ends.next().map(partner::WorkerFailover::new),
             };
             let core = (!config.server.worker_cores.is_empty())
                 .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);
@@ -467,11 +585,19 @@ impl Server {
                     .unwrap_or_default()
             }),
         );
+        let mut handle = handle;
+        if let Some(p) = &partner {
+            handle.set_failover(crate::control::FailoverControl {
+                status: p.status_source(),
+                commands: p.commands(),
+            });
+        }
         let mut server = Self {
             stop,
             threads,
             xdp,
             control: None,
+            partner,
             handle,
             stats,
             listening,
@@ -526,6 +652,11 @@ impl Server {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // Last: the partner hears DISCONNECT (an orderly stop, not a failure) after every
+        // worker's final commit.
+        if let Some(p) = self.partner.take() {
+            p.shutdown();
+        }
         let path = self.xdp.lock().ok().and_then(|mut x| x.take());
         if let Some(x) = path {
             x.shutdown();
@@ -541,6 +672,28 @@ impl Drop for Server {
         let path = self.xdp.lock().ok().and_then(|mut x| x.take());
         if let Some(x) = path {
             x.shutdown();
+        }
+    }
+}
+
+/// With a failover partner a RELEASED binding keeps its address until the MCLT has passed
+/// (draft-ietf-dhc-failover-12 §5.2.1; the engine does not give it back on release): after a
+/// restart, claim those addresses again, and mark the older ones FREE in memory so the
+/// expiry sweep never gives back a bit it does not hold.
+fn hold_released(stores: &mut [ShardStore], free: &FreeMap, mclt: u32, now: u32) {
+    for st in stores {
+        let released: Vec<Lease4> = st
+            .shard
+            .iter()
+            .filter(|l| l.state == crate::lease::BindingState::Released)
+            .collect();
+        for mut l in released {
+            let within = l.expires.max(l.partner_expires).saturating_add(mclt) > now;
+            // A failed claim means another binding holds the address now.
+            if !(within && free.try_take(l.addr)) {
+                l.state = crate::lease::BindingState::Free;
+                st.shard.upsert(l);
+            }
         }
     }
 }
@@ -581,6 +734,27 @@ fn log_recovery(report: &store::OpenReport) {
             count = report.conflicts_resolved,
             "addresses bound in two shards at recovery; kept the newer binding"
         );
+    }
+}
+
+/// Count a failed WAL append or commit (the WAL itself logs it, once per outage) and keep the
+/// disk-full gauge in step: `full_before` says whether this shard was already counted in it.
+fn wal_failed(stats: &Stats, e: &crate::wal::WalError, full_before: bool) {
+    let full = e.is_disk_full();
+    let counter = if full {
+        &stats.wal_failures_disk_full
+    } else {
+        &stats.wal_failures_io
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    match (full_before, full) {
+        (false, true) => {
+            stats.wal_disk_full.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            stats.wal_disk_full.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
     }
 }
 
@@ -651,7 +825,7 @@ struct Worker {
     engine6: Option<Arc<Engine6>>,
     free: Arc<FreeMap>,
     store: ShardStore,
-    rx: Receiver<Box<Job>>,
+    rx: admission::Inbox,
     recycle: Sender<Box<Job>>,
     egress: Egress,
     ifaces: Arc<Vec<Interface>>,
@@ -668,6 +842,8 @@ struct Worker {
     replies: MsgLocal,
     /// Silent-outcome labels seen in this batch (folded into `stats.silent`).
     silent_seen: Vec<&'static str>,
+    /// The failover relationship's rings, when there is one.
+    failover: Option<partner::WorkerFailover>,
 }
 
 impl Worker {
@@ -692,6 +868,7 @@ impl Worker {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     self.maintain(&mut last_reclaim);
                     self.serve_control();
+                    self.serve_partner();
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -703,6 +880,10 @@ impl Worker {
                 }
             }
             let now = unix_now();
+            let fo_view = self
+                .failover
+                .as_ref()
+                .map_or(FailoverView::STANDALONE, |f| f.end.view.load());
             changes.clear();
             changes6.clear();
             self.stats.batch_sizes.observe(jobs.len() as u64);
@@ -738,12 +919,13 @@ impl Worker {
                     local_addr,
                     broadcast,
                 };
-                let v = self.engine.handle(
+                let v = self.engine.handle_fo(
                     &req,
                     &ingress,
                     now,
                     &mut self.store.shard,
                     &self.free,
+                    &fo_view,
                     &mut reply,
                     &mut changes,
                 );
@@ -779,6 +961,9 @@ impl Worker {
             }
             let committed = self.commit(&changes, &changes6);
             self.egress.flush(committed, &self.stats, &mut local);
+            if committed {
+                self.queue_updates(&changes);
+            }
             self.stats.fold(&mut local);
             self.stats.requests.fold(&mut self.requests);
             self.stats.replies.fold(&mut self.replies);
@@ -787,6 +972,7 @@ impl Worker {
                 self.maintain(&mut last_reclaim);
             }
             self.serve_control();
+            self.serve_partner();
         }
         if let Err(e) = self.store.wal.commit() {
             tracing::error!(error = %e, "final commit failed");
@@ -795,21 +981,31 @@ impl Worker {
 
     /// Group commit: every record of the batch is durable before any grant leaves
     /// (draft-ietf-dhc-failover-07 §3.1.3). Returns whether the grants may be sent.
+    ///
+    /// A failed append or commit withholds every reply of the batch that needs a durable
+    /// record, renewals included: RFC 2131 §4.3.2 has the server record a lease before its
+    /// DHCPACK, and staying silent lets the client retransmit (RENEWING, then REBINDING)
+    /// while it keeps using its lease. The WAL discards the failed batch and logs once per
+    /// outage; each later batch tries again, so service resumes as soon as space returns.
     fn commit(&mut self, changes: &[Lease4], changes6: &[Lease6]) -> bool {
         if changes.is_empty() && changes6.is_empty() {
             return true;
         }
+        let full_before = self.store.wal.outage().is_some_and(|o| o.disk_full);
         let appended = changes
             .iter()
             .try_for_each(|c| self.store.append(c))
             .and_then(|()| changes6.iter().try_for_each(|c| self.store.append6(c)));
         if let Err(e) = appended {
-            tracing::error!(error = %e, "write-ahead log append failed; grants of this batch are not sent");
+            wal_failed(&self.stats, &e, full_before);
             return false;
         }
         let started = Instant::now();
         match self.store.wal.commit() {
             Ok(_) => {
+                if full_before {
+                    self.stats.wal_disk_full.fetch_sub(1, Ordering::Relaxed);
+                }
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.commit_micros.observe(micros);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -829,7 +1025,7 @@ impl Worker {
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, "write-ahead log commit failed; grants of this batch are not sent");
+                wal_failed(&self.stats, &e, full_before);
                 false
             }
         }
@@ -918,7 +1114,24 @@ impl Worker {
     /// Expiry sweep and background compaction, between batches.
     fn maintain(&mut self, last: &mut Instant) {
         *last = Instant::now();
-        self.store.shard.reclaim(unix_now(), 4096, &self.free);
+        match self.failover.as_ref().map(|f| f.end.view.mclt()) {
+            None => {
+                self.store.shard.reclaim(unix_now(), 4096, &self.free);
+            }
+            Some(mclt) => {
+                // draft-12 §5.2.1: an ended binding's address waits the MCLT; the partner
+                // hears of the expiry.
+                let mut ended = Vec::new();
+                self.store
+                    .shard
+                    .reclaim_delayed(unix_now(), 4096, &self.free, mclt, &mut |l| {
+                        let mut l = *l;
+                        l.update_pending = true;
+                        ended.push(l);
+                    });
+                self.queue_updates(&ended);
+            }
+        }
         self.store.shard6.reclaim(unix_now(), 4096);
         if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {
             let c = self.store.wal.compactor();

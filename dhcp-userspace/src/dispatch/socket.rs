@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use super::{DispatchError, JobMeta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, shard_of_v6};
+use super::admission::Admission;
+use super::{DispatchError, JobMeta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, key_hash_v6};
 use crate::config::Config;
 use crate::engine::v4::{Destination, MAX_REPLY};
 use crate::io::socket::{self, Interface, RawSender};
 use crate::io::socket6::{self, Sender6};
+use crate::lease::shard_of;
 use crate::wire::v4::client_key_fast;
 
 /// What [`start`] gives back: one egress per worker, the bound addresses, the receive loops.
@@ -97,6 +99,7 @@ pub(super) fn start(
         });
     }
     let mut threads = Vec::new();
+    let rate = config.server.per_client_rate;
     for (i, sock) in sockets.into_iter().enumerate() {
         let links = links.to_vec();
         let stop = Arc::clone(stop);
@@ -105,7 +108,7 @@ pub(super) fn start(
             .name(format!("tl-rx-{i}"))
             .spawn(move || {
                 crate::privilege::thread_start();
-                rx_loop(&sock, &links, &stop, &stats, batch);
+                rx_loop(&sock, &links, &stop, &stats, batch, rate);
             })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver",
@@ -121,7 +124,7 @@ pub(super) fn start(
             .name(format!("tl-rx6-{i}"))
             .spawn(move || {
                 crate::privilege::thread_start();
-                rx6_loop(&sock, &links, &stop, &stats, batch);
+                rx6_loop(&sock, &links, &stop, &stats, batch, rate);
             })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver6",
@@ -132,10 +135,18 @@ pub(super) fn start(
     Ok((egresses, listening, threads))
 }
 
-/// The receive loop of one DHCPv6 socket.
-fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
+/// The receive loop of one DHCPv6 socket; `rate` is `per-client-rate`.
+fn rx6_loop(
+    sock: &Socket,
+    links: &[WorkerLink],
+    stop: &AtomicBool,
+    stats: &Stats,
+    batch: usize,
+    rate: u32,
+) {
     let mut rx = socket6::Receiver6::new(sock, batch);
     let mut local: Vec<(&'static str, u64)> = Vec::new();
+    let mut adm = Admission::new(rate);
     loop {
         // On stop, one last pass without waiting (as in rx_loop).
         let stopping = stop.load(Ordering::Acquire);
@@ -151,12 +162,15 @@ fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stat
             }
         };
         stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        adm.begin(stats);
         for i in 0..n {
             let (bytes, meta) = rx.packet(i);
-            match shard_of_v6(bytes, &meta.src, links.len()) {
-                Ok(w) => {
-                    links[w].offer(bytes, JobMeta::V6(meta), None, stats);
+            match key_hash_v6(bytes, &meta.src) {
+                Ok(h) if adm.admit(h) => {
+                    let w = shard_of(h, links.len());
+                    links[w].offer(bytes, JobMeta::V6(meta), None, stats, adm.now());
                 }
+                Ok(_) => {}
                 Err(e) => bump(&mut local, e.reason()),
             }
         }
@@ -167,10 +181,18 @@ fn rx6_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stat
     }
 }
 
-/// The receive loop of one socket.
-fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats, batch: usize) {
+/// The receive loop of one socket; `rate` is `per-client-rate`.
+fn rx_loop(
+    sock: &Socket,
+    links: &[WorkerLink],
+    stop: &AtomicBool,
+    stats: &Stats,
+    batch: usize,
+    rate: u32,
+) {
     let mut rx = socket::Receiver::new(sock, batch);
     let mut local: Vec<(&'static str, u64)> = Vec::new();
+    let mut adm = Admission::new(rate);
     loop {
         // On stop, one last pass without waiting: requests the kernel had already queued
         // when the stop came are handled (the workers drain their rings before exiting).
@@ -187,11 +209,16 @@ fn rx_loop(sock: &Socket, links: &[WorkerLink], stop: &AtomicBool, stats: &Stats
             }
         };
         stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        adm.begin(stats);
         for i in 0..n {
             let (bytes, meta) = rx.packet(i);
             match client_key_fast(bytes) {
                 Ok(k) => {
-                    links[k.shard(links.len())].offer(bytes, JobMeta::V4(meta), None, stats);
+                    let h = k.hash64();
+                    if adm.admit(h) {
+                        let w = shard_of(h, links.len());
+                        links[w].offer(bytes, JobMeta::V4(meta), None, stats, adm.now());
+                    }
                 }
                 Err(e) => bump(&mut local, e.reason()),
             }

@@ -15,8 +15,9 @@ use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
 
+use super::admission::Admission;
 use super::{
-    DispatchError, JobMeta, L2Meta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, shard_of_v6,
+    DispatchError, JobMeta, L2Meta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, key_hash_v6,
 };
 use crate::config::{Config, XdpAttachMode};
 use crate::engine::v4::Destination;
@@ -26,6 +27,7 @@ use crate::io::xdp::frame::{self, EthHeader, IpPair};
 use crate::io::xdp::program::{AttachMode, ProgramError, XdpCounters, XdpProgram};
 use crate::io::xdp::umem::{Umem, UmemConfig, UmemError};
 use crate::io::xdp::xsk::{BindPreference, RxDesc, TxDesc, XskConfig, XskError, XskSocket};
+use crate::lease::shard_of;
 use crate::wire::v4::client_key_fast;
 
 /// Errors setting up the `AF_XDP` path.
@@ -304,6 +306,7 @@ pub(super) fn start(
             pool: Arc::clone(&pool),
             busy_poll: x.busy_poll,
             batch,
+            adm: Admission::new(config.server.per_client_rate),
         };
         let loop_stop = Arc::clone(&loop_stop);
         let server_stop = Arc::clone(stop);
@@ -343,6 +346,8 @@ struct QueueLoop {
     pool: Arc<ArrayQueue<Box<TxFrame>>>,
     busy_poll: bool,
     batch: usize,
+    /// Clock and per-client rate limit of this loop.
+    adm: Admission,
 }
 
 impl QueueLoop {
@@ -354,6 +359,9 @@ impl QueueLoop {
         while !stop.load(Ordering::Acquire) && !server_stop.load(Ordering::Acquire) {
             self.xsk.fill();
             let n = self.xsk.recv_batch(&mut rx);
+            if n > 0 {
+                self.adm.begin(&self.stats);
+            }
             for d in &rx[..n] {
                 let bytes = self.xsk.packet(*d);
                 match frame::parse(bytes) {
@@ -366,7 +374,7 @@ impl QueueLoop {
                                 ifindex: port.ifindex,
                             };
                             match client_key_fast(payload) {
-                                Ok(k) => {
+                                Ok(k) if self.adm.admit(k.hash64()) => {
                                     let l2 = L2Meta {
                                         port: self.idx,
                                         eth: info.eth,
@@ -376,8 +384,10 @@ impl QueueLoop {
                                         JobMeta::V4(meta),
                                         Some(l2),
                                         &self.stats,
+                                        self.adm.now(),
                                     );
                                 }
+                                Ok(_) => {}
                                 Err(e) => bump(&mut local, e.reason()),
                             }
                         }
@@ -394,19 +404,21 @@ impl QueueLoop {
                                 dst,
                                 ifindex: port.ifindex,
                             };
-                            match shard_of_v6(payload, &meta.src, self.links.len()) {
-                                Ok(w) => {
+                            match key_hash_v6(payload, &meta.src) {
+                                Ok(h) if self.adm.admit(h) => {
                                     let l2 = L2Meta {
                                         port: self.idx,
                                         eth: info.eth,
                                     };
-                                    self.links[w].offer(
+                                    self.links[shard_of(h, self.links.len())].offer(
                                         payload,
                                         JobMeta::V6(meta),
                                         Some(l2),
                                         &self.stats,
+                                        self.adm.now(),
                                     );
                                 }
+                                Ok(_) => {}
                                 Err(e) => bump(&mut local, e.reason()),
                             }
                         }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::lease::{BindingState, ClientKey, Lease4};
-use crate::pool::{FreeMap, Shard};
+use crate::pool::{FreeMap, Shard, Share};
 use crate::wire::v4::{MessageType, ReplyHeader, ReplyWriter, Request, opt};
 
 /// One subnet as the engine uses it: addresses and options resolved, reservations indexed.
@@ -152,6 +152,46 @@ pub enum Verdict {
     Drop(&'static str),
 }
 
+/// RFC 3074 load balancing as the failover state allows it (only in NORMAL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadBalance {
+    /// The hash buckets this server answers (RFC 3074 §6 bitmap, as exchanged in the
+    /// hash-bucket-assignment option).
+    pub buckets: crate::failover::lb::Buckets,
+    /// A client whose `secs` is above this is answered whatever its bucket (RFC 3074 §5).
+    pub max_secs: u16,
+}
+
+/// What the failover state (draft-ietf-dhc-failover-12 §9) allows this server to do now: a
+/// snapshot the worker takes once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverView {
+    /// Whether a failover relationship exists; all other fields are ignored when not.
+    pub enabled: bool,
+    /// Whether to answer clients at all (not in STARTUP, RECOVER, PAUSED, SHUTDOWN...).
+    pub respond: bool,
+    /// Whether new addresses may be allocated.
+    pub allocate: bool,
+    /// Which free addresses new allocations come from.
+    pub share: Share,
+    /// Maximum client lead time, seconds (draft-12 §5.2.1).
+    pub mclt: u32,
+    /// Load balancing in force (NORMAL), `None` otherwise.
+    pub lb: Option<LoadBalance>,
+}
+
+impl FailoverView {
+    /// A server without a failover partner: everything allowed, no MCLT bound.
+    pub const STANDALONE: Self = Self {
+        enabled: false,
+        respond: true,
+        allocate: true,
+        share: Share::Any,
+        mclt: 0,
+        lb: None,
+    };
+}
+
 /// Server-wide engine settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -281,6 +321,37 @@ impl Engine {
         out: &mut [u8],
         changes: &mut Vec<Lease4>,
     ) -> Verdict {
+        self.handle_fo(
+            req,
+            ingress,
+            now,
+            shard,
+            free,
+            &FailoverView::STANDALONE,
+            out,
+            changes,
+        )
+    }
+
+    /// [`Self::handle`] under the failover rules of `fo` (draft-ietf-dhc-failover-12 §9:
+    /// which requests are answered, which free addresses are used; §5.2.1: the MCLT bound on
+    /// lease times; RFC 3074: load balancing). Changed records are marked as pending an
+    /// update to the partner.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a pure function: every piece of state it reads or updates is a parameter"
+    )]
+    pub fn handle_fo(
+        &self,
+        req: &Request<'_>,
+        ingress: &Ingress,
+        now: u32,
+        shard: &mut Shard,
+        free: &FreeMap,
+        fo: &FailoverView,
+        out: &mut [u8],
+        changes: &mut Vec<Lease4>,
+    ) -> Verdict {
         if req.op != 1 {
             return Verdict::Drop("not_request");
         }
@@ -297,6 +368,32 @@ impl Engine {
         let Some(server_id) = self.server_id(subnet, ingress) else {
             return Verdict::Drop("no_server_id");
         };
+        if fo.enabled {
+            if !fo.respond {
+                return Verdict::Silent("failover_not_serving");
+            }
+            // RFC 3074 §5 / draft-12 §5.3: in NORMAL a client outside our hash buckets is the
+            // partner's, unless it has been trying for longer than the configured seconds.
+            // Load balancing applies to what is broadcast to both servers: DISCOVER,
+            // INIT-REBOOT and REBINDING (SELECTING names its server, RENEWING is unicast).
+            let balanced = match kind {
+                MessageType::Discover => true,
+                MessageType::Request => {
+                    req.server_id.is_none() && (req.requested_ip.is_some() || ingress.broadcast)
+                }
+                _ => false,
+            };
+            if balanced
+                && let Some(lb) = fo.lb
+                && req.secs <= lb.max_secs
+            {
+                let hw = &req.chaddr[..usize::from(req.hlen.min(16))];
+                let h = crate::failover::lb::client_hash(req.client_id, hw);
+                if !lb.buckets.serves(h) {
+                    return Verdict::Silent("failover_lb_partner");
+                }
+            }
+        }
         let cx = Cx {
             engine: self,
             req,
@@ -304,6 +401,7 @@ impl Engine {
             server_id,
             key,
             now,
+            fo,
         };
         match kind {
             MessageType::Discover => cx.discover(shard, free, out, changes),
@@ -330,9 +428,31 @@ struct Cx<'e, 'r> {
     server_id: Ipv4Addr,
     key: ClientKey,
     now: u32,
+    fo: &'e FailoverView,
 }
 
 impl Cx<'_, '_> {
+    /// Whether a new allocation may take `addr` (a free address): draft-12 §5.4, a server
+    /// allocates only from its own share of the free addresses.
+    fn may_take(&self, addr: Ipv4Addr, free: &FreeMap) -> bool {
+        !self.fo.enabled || (self.fo.allocate && free.in_share(addr, self.fo.share))
+    }
+
+    /// The lease time to grant from `desired`, bounded by the MCLT rule when a partner
+    /// exists (draft-12 §5.2.1): never beyond what the partner acknowledged (for this client
+    /// at this address) plus the MCLT.
+    fn granted_time(&self, desired: u32, addr: Ipv4Addr, shard: &Shard) -> u32 {
+        if !self.fo.enabled {
+            return desired;
+        }
+        let acked = shard
+            .get_by_addr(addr)
+            .filter(|l| l.client == self.key)
+            .map_or(0, |l| l.partner_expires);
+        let expiry = crate::failover::rules::grant_expiry(self.now, desired, acked, self.fo.mclt);
+        expiry.saturating_sub(self.now).max(1)
+    }
+
     fn chaddr6(&self) -> [u8; 6] {
         let mut m = [0u8; 6];
         m.copy_from_slice(&self.req.chaddr[..6]);
@@ -349,7 +469,7 @@ impl Cx<'_, '_> {
             expires,
             cltt: self.now,
             partner_expires: 0,
-            update_pending: false,
+            update_pending: self.fo.enabled,
         }
     }
 
@@ -383,8 +503,11 @@ impl Cx<'_, '_> {
         {
             let usable = match l.state {
                 BindingState::Active => true,
+                // With a partner a RELEASED record keeps its address until the MCLT has
+                // passed (draft-12 §5.2.1): it is still this client's to take again.
+                BindingState::Released if self.fo.enabled => true,
                 BindingState::Expired | BindingState::Released | BindingState::Free => {
-                    free.try_take(l.addr)
+                    self.may_take(l.addr, free) && free.try_take(l.addr)
                 }
                 _ => false,
             };
@@ -396,14 +519,23 @@ impl Cx<'_, '_> {
         if let Some(a) = self.req.requested_ip
             && self.subnet.in_pool(a)
             && !self.subnet.is_reserved(a)
+            && self.may_take(a, free)
             && free.try_take(a)
         {
             return Some(a);
         }
+        if self.fo.enabled && !self.fo.allocate {
+            return None;
+        }
+        let from = if self.fo.enabled {
+            self.fo.share
+        } else {
+            Share::Any
+        };
         // Any free address of the subnet's pools (own shard's share first, then borrowed).
         let mut cursor = 0u32;
         for &(pool_id, _, _) in &self.subnet.pools {
-            if let Some(a) = free.take_free(pool_id, shard.id(), &mut cursor) {
+            if let Some(a) = free.take_free_in(pool_id, shard.id(), &mut cursor, from) {
                 return Some(a);
             }
         }
@@ -420,11 +552,12 @@ impl Cx<'_, '_> {
         let Some(addr) = self.pick_address(shard, free) else {
             return Verdict::Drop("pool_exhausted");
         };
-        let lease_time = self.subnet.lease_time_for(self.req.lease_time);
+        let lease_time =
+            self.granted_time(self.subnet.lease_time_for(self.req.lease_time), addr, shard);
         // RFC 4039 §4: Rapid Commit answers DISCOVER with an ACK that commits the lease.
         if self.req.rapid_commit && self.subnet.rapid_commit {
-            self.commit(shard, free, addr, lease_time, changes);
-            return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
+            let t = self.commit(shard, free, addr, lease_time, changes);
+            return self.reply(MessageType::Ack, addr, Some(t), true, out);
         }
         let hold_until = self
             .now
@@ -447,7 +580,8 @@ impl Cx<'_, '_> {
         addr: Ipv4Addr,
         lease_time: u32,
         changes: &mut Vec<Lease4>,
-    ) {
+    ) -> u32 {
+        let lease_time = self.granted_time(lease_time, addr, shard);
         if let Some(old) = self.own_record(shard)
             && old.addr != addr
             // Only a live binding is given up; a DECLINEd (ABANDONED) address stays
@@ -459,9 +593,10 @@ impl Cx<'_, '_> {
             r.state = BindingState::Released;
             r.expires = self.now;
             r.cltt = self.now;
+            r.update_pending |= self.fo.enabled;
             shard.upsert(r);
             changes.push(r);
-            if !self.subnet.is_reserved(old.addr) {
+            if !self.subnet.is_reserved(old.addr) && !self.fo.enabled {
                 free.give_back(old.addr);
             }
         }
@@ -474,13 +609,20 @@ impl Cx<'_, '_> {
         {
             free.give_back(a);
         }
-        let l = self.lease(
+        let mut l = self.lease(
             addr,
             BindingState::Active,
             self.now.saturating_add(lease_time),
         );
+        // What the partner acknowledged for this binding stays known (draft-12 §5.2.1).
+        if let Some(prev) = shard.get_by_addr(addr)
+            && prev.client == self.key
+        {
+            l.partner_expires = prev.partner_expires;
+        }
         shard.upsert(l);
         changes.push(l);
+        lease_time
     }
 
     /// RFC 2131 §4.3.2.
@@ -521,12 +663,13 @@ impl Cx<'_, '_> {
                 || (reserved.is_none()
                     && self.subnet.in_pool(want)
                     && !self.subnet.is_reserved(want)
+                    && self.may_take(want, free)
                     && free.try_take(want));
             if !ok {
                 return self.nak("requested address not available", out);
             }
-            self.commit(shard, free, want, lease_time, changes);
-            return self.reply(MessageType::Ack, want, Some(lease_time), true, out);
+            let t = self.commit(shard, free, want, lease_time, changes);
+            return self.reply(MessageType::Ack, want, Some(t), true, out);
         }
 
         let (addr, rebinding) = if let Some(want) = req.requested_ip {
@@ -551,8 +694,8 @@ impl Cx<'_, '_> {
         }
         if let Some(r) = reserved {
             if r == addr {
-                self.commit(shard, free, addr, lease_time, changes);
-                return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
+                let t = self.commit(shard, free, addr, lease_time, changes);
+                return self.reply(MessageType::Ack, addr, Some(t), true, out);
             }
             return self.nak("address reserved for this client differs", out);
         }
@@ -575,8 +718,8 @@ impl Cx<'_, '_> {
                     BindingState::Expired | BindingState::Released | BindingState::Free
                 ) && free.try_take(addr));
             if still_ours {
-                self.commit(shard, free, addr, lease_time, changes);
-                return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
+                let t = self.commit(shard, free, addr, lease_time, changes);
+                return self.reply(MessageType::Ack, addr, Some(t), true, out);
             }
             return self.nak("lease no longer valid", out);
         }
@@ -601,10 +744,15 @@ impl Cx<'_, '_> {
             return self.nak("address in use", out);
         }
         // RENEWING/REBINDING with no record (e.g. our store was lost): re-establish the
-        // binding when the address is free, refuse when it is someone else's.
+        // binding when the address is free, refuse when it is someone else's. With a partner,
+        // a free address of the partner's share may be its client's binding that we have not
+        // heard of yet (draft-12 §5.4): stay silent, the client retries.
+        if free.is_free(addr) && !self.may_take(addr, free) {
+            return Verdict::Silent("failover_partner_share");
+        }
         if free.try_take(addr) {
-            self.commit(shard, free, addr, lease_time, changes);
-            return self.reply(MessageType::Ack, addr, Some(lease_time), true, out);
+            let t = self.commit(shard, free, addr, lease_time, changes);
+            return self.reply(MessageType::Ack, addr, Some(t), true, out);
         }
         self.nak("address in use", out)
     }
@@ -621,9 +769,12 @@ impl Cx<'_, '_> {
                 r.state = BindingState::Released;
                 r.expires = self.now;
                 r.cltt = self.now;
+                r.update_pending |= self.fo.enabled;
                 shard.upsert(r);
                 changes.push(r);
-                if !self.subnet.is_reserved(addr) {
+                // With a partner the address stays held until the MCLT has passed (the
+                // expiry sweep frees it, draft-12 §5.2.1).
+                if !self.subnet.is_reserved(addr) && !self.fo.enabled {
                     free.give_back(addr);
                 }
                 Verdict::Silent("released")

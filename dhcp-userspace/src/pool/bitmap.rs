@@ -94,6 +94,39 @@ impl AtomicBitmap {
 
     /// Claim any set bit of word `w`, lowest first. Returns the bit claimed, or `None` when
     /// the word has no set bit (its summary bit is then retired).
+    /// Claim the lowest set bit of word `w` that is also set in `mask`; `None` when the word
+    /// has none. Unlike [`Self::claim_any`] a word that still holds bits outside `mask` keeps
+    /// its summary bit.
+    pub(crate) fn claim_masked(&self, w: usize, mask: u64) -> Option<u32> {
+        let word = &self.words[w];
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if cur == 0 {
+                self.retire(w);
+                return None;
+            }
+            let avail = cur & mask;
+            if avail == 0 {
+                return None;
+            }
+            let bit = avail.trailing_zeros();
+            let m = 1u64 << bit;
+            let prev = word.fetch_and(!m, Ordering::AcqRel);
+            if prev & m != 0 {
+                if prev == m {
+                    self.retire(w);
+                }
+                return Some(bit);
+            }
+            cur = prev;
+        }
+    }
+
+    /// The current value of word `w` (a snapshot; bits may change right after).
+    pub(crate) fn load_word(&self, w: usize) -> u64 {
+        self.words[w].load(Ordering::Acquire)
+    }
+
     pub(crate) fn claim_any(&self, w: usize) -> Option<u32> {
         let word = &self.words[w];
         let mut cur = word.load(Ordering::Acquire);

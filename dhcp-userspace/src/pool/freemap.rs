@@ -12,7 +12,7 @@
 //! that a free address is claimed by exactly one worker.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::bitmap::{AtomicBitmap, WORD_BITS};
 use super::{PoolError, PoolRange};
@@ -55,7 +55,22 @@ pub struct FreeMap {
     /// Excluded addresses (sorted): never free, whatever `give_back` is told.
     excluded: Box<[u32]>,
     bits: AtomicBitmap,
+    /// Failover split (draft-ietf-dhc-failover-12 §5.4): bit set = the address belongs to the
+    /// secondary's BACKUP share while it is free; clear = the primary's FREE share. Written
+    /// only by the partner thread (and at start), read by the workers when they allocate.
+    backup: Box<[AtomicU64]>,
     shards: usize,
+}
+
+/// Which free addresses an allocation may take (draft-ietf-dhc-failover-12 §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// Any free address: a standalone server, or a partner past PARTNER-DOWN's MCLT wait.
+    Any,
+    /// Only the primary's FREE share.
+    Free,
+    /// Only the secondary's BACKUP share.
+    Backup,
 }
 
 impl std::fmt::Debug for FreeMap {
@@ -154,6 +169,7 @@ impl FreeMap {
             layout: layout.into(),
             by_id: by_id.into(),
             excluded: excl.into(),
+            backup: (0..words.len()).map(|_| AtomicU64::new(0)).collect(),
             bits: AtomicBitmap::from_words(&words),
             shards,
         })
@@ -269,6 +285,156 @@ impl FreeMap {
         None
     }
 
+    /// Like [`Self::take_free`], restricted to the free addresses of `share`.
+    pub fn take_free_in(
+        &self,
+        pool_id: u32,
+        shard: usize,
+        cursor: &mut u32,
+        from_share: Share,
+    ) -> Option<Ipv4Addr> {
+        let invert = match from_share {
+            Share::Any => return self.take_free(pool_id, shard, cursor),
+            Share::Free => true,
+            Share::Backup => false,
+        };
+        let i = self.index_of_id(pool_id)?;
+        let l = &self.layout[i];
+        let home = shard % self.shards;
+        let cur = *cursor as usize;
+        for k in 0..self.shards {
+            let r = (home + k) % self.shards;
+            let (lo, hi) = (l.bounds[r], l.bounds[r + 1]);
+            if lo == hi || l.free[r].0.load(Ordering::Relaxed) <= 0 {
+                continue;
+            }
+            let from = if (lo..hi).contains(&cur) { cur } else { lo };
+            for (a, b) in [(from, hi), (lo, from)] {
+                let mut next = a;
+                while let Some(w) = self
+                    .bits
+                    .next_candidate(l.first_word + next, l.first_word + b)
+                {
+                    let bk = self.backup[w].load(Ordering::Acquire);
+                    let mask = if invert { !bk } else { bk };
+                    if let Some(bit) = self.bits.claim_masked(w, mask) {
+                        l.free[r].0.fetch_sub(1, Ordering::Relaxed);
+                        let rel = w - l.first_word;
+                        *cursor = rel as u32;
+                        return Some(Ipv4Addr::from(l.start + (rel * WORD_BITS) as u32 + bit));
+                    }
+                    next = w - l.first_word + 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether `addr` belongs to the secondary's BACKUP share (when free).
+    #[must_use]
+    pub fn is_backup(&self, addr: Ipv4Addr) -> bool {
+        self.locate(addr).is_some_and(|(_, w, bit, _)| {
+            self.backup[w].load(Ordering::Acquire) & (1u64 << bit) != 0
+        })
+    }
+
+    /// Whether `addr` may be taken by an allocation restricted to `share`.
+    #[must_use]
+    pub fn in_share(&self, addr: Ipv4Addr, share: Share) -> bool {
+        match share {
+            Share::Any => true,
+            Share::Free => !self.is_backup(addr),
+            Share::Backup => self.is_backup(addr),
+        }
+    }
+
+    /// Move `addr` to the BACKUP share (`true`) or the FREE share (`false`). Addresses
+    /// outside every pool are ignored. Only the partner thread calls this.
+    pub fn set_backup(&self, addr: Ipv4Addr, backup: bool) {
+        if let Some((_, w, bit, _)) = self.locate(addr) {
+            let m = 1u64 << bit;
+            if backup {
+                self.backup[w].fetch_or(m, Ordering::AcqRel);
+            } else {
+                self.backup[w].fetch_and(!m, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Free addresses of pool `pool_id` in the FREE and in the BACKUP share: `(free,
+    /// backup)`. Scans the pool's words (for balancing and statistics, not the packet path).
+    #[must_use]
+    pub fn share_counts(&self, pool_id: u32) -> (u64, u64) {
+        let Some(idx) = self.index_of_id(pool_id) else {
+            return (0, 0);
+        };
+        let layout = &self.layout[idx];
+        let words = layout.first_word..layout.first_word + layout.bounds[self.shards];
+        let (mut in_free, mut in_backup) = (0u64, 0u64);
+        for w in words {
+            let free = self.bits.load_word(w);
+            let bk = self.backup[w].load(Ordering::Acquire);
+            in_free += u64::from((free & !bk).count_ones());
+            in_backup += u64::from((free & bk).count_ones());
+        }
+        (in_free, in_backup)
+    }
+
+    /// Up to `n` free addresses of pool `pool_id` currently in `from` share (`Free` or
+    /// `Backup`), taken from the end of the pool: candidates for moving to the other share.
+    /// The addresses stay free; the caller moves them with [`Self::set_backup`].
+    #[must_use]
+    pub fn pick_in_share(&self, pool_id: u32, from: Share, n: usize) -> Vec<Ipv4Addr> {
+        let mut out = Vec::new();
+        let Some(i) = self.index_of_id(pool_id) else {
+            return out;
+        };
+        let l = &self.layout[i];
+        let words = l.bounds[self.shards];
+        for rel in (0..words).rev() {
+            if out.len() >= n {
+                break;
+            }
+            let w = l.first_word + rel;
+            let free = self.bits.load_word(w);
+            let bk = self.backup[w].load(Ordering::Acquire);
+            let mut cand = match from {
+                Share::Free => free & !bk,
+                Share::Backup => free & bk,
+                Share::Any => free,
+            };
+            while cand != 0 && out.len() < n {
+                let bit = cand.ilog2();
+                cand &= !(1u64 << bit);
+                out.push(Ipv4Addr::from(l.start + (rel * WORD_BITS) as u32 + bit));
+            }
+        }
+        out
+    }
+
+    /// Every address currently in the BACKUP share, as inclusive ranges in address order
+    /// (what the split file stores).
+    #[must_use]
+    pub fn backup_ranges(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        for (p, l) in self.pools.iter().zip(self.layout.iter()) {
+            let len = p.len() as usize;
+            for off in 0..len {
+                let w = l.first_word + off / WORD_BITS;
+                if self.backup[w].load(Ordering::Acquire) & (1u64 << (off % WORD_BITS)) != 0 {
+                    let a = l.start + off as u32;
+                    match out.last_mut() {
+                        Some(last) if last.1 + 1 == a => last.1 = a,
+                        _ => out.push((a, a)),
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(a, b)| (Ipv4Addr::from(a), Ipv4Addr::from(b)))
+            .collect()
+    }
+
     /// Mark `addr` free again. Idempotent; addresses outside every pool and excluded
     /// addresses are ignored.
     pub fn give_back(&self, addr: Ipv4Addr) {
@@ -307,6 +473,7 @@ impl FreeMap {
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
         self.bits.memory_bytes()
+            + self.backup.len() * size_of::<u64>()
             + self.excluded.len() * size_of::<u32>()
             + self
                 .layout

@@ -24,7 +24,7 @@ pub mod v6;
 
 use std::net::Ipv4Addr;
 
-pub use freemap::FreeMap;
+pub use freemap::{FreeMap, Share};
 pub use shard::{ReclaimStats, Shard};
 
 /// One configured address range.

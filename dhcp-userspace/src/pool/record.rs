@@ -80,6 +80,11 @@ impl Rec {
         self.state = s as u8;
     }
 
+    /// Whether the change still has to be sent to the failover partner.
+    pub(crate) fn update_pending(&self) -> bool {
+        self.flags & F_UPDATE_PENDING != 0
+    }
+
     pub(crate) fn ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.addr)
     }

@@ -265,6 +265,23 @@ impl Shard {
         free: &FreeMap,
         changed: &mut dyn FnMut(&Lease4),
     ) -> ReclaimStats {
+        self.reclaim_delayed(now, budget, free, 0, changed)
+    }
+
+    /// [`Self::reclaim_with`] for a server with a failover partner: an address whose binding
+    /// ended is given back only `delay` (the MCLT) seconds after the end, because the partner
+    /// may have extended the binding by up to the MCLT without our knowing yet
+    /// (draft-ietf-dhc-failover-12 §5.2.1). A RELEASED record keeps its address bit until
+    /// then (the engine does not give it back on release when a partner exists) and becomes
+    /// FREE. With `delay` 0 this is exactly [`Self::reclaim_with`].
+    pub fn reclaim_delayed(
+        &mut self,
+        now: u32,
+        budget: usize,
+        free: &FreeMap,
+        delay: u32,
+        changed: &mut dyn FnMut(&Lease4),
+    ) -> ReclaimStats {
         let mut st = ReclaimStats::default();
         let offer_budget = if self.offers.len() > 0 {
             budget.div_ceil(2)
@@ -294,7 +311,14 @@ impl Shard {
             self.lease_cursor += 1;
             st.visited += 1;
             let r = self.leases.rec(s);
-            if !r.is_live() || r.expires > now {
+            // With a partner the binding may have been extended up to the MCLT past what
+            // the partner acknowledged (or told us): the later of the two bounds it.
+            let end = if delay > 0 {
+                r.expires.max(r.partner_expires)
+            } else {
+                r.expires
+            };
+            if !r.is_live() || end.saturating_add(delay) > now {
                 continue;
             }
             let next = match r.binding_state() {
@@ -306,6 +330,10 @@ impl Shard {
                     st.abandoned_freed += 1;
                     BindingState::Free
                 }
+                BindingState::Released if delay > 0 => {
+                    st.expired += 1;
+                    BindingState::Free
+                }
                 _ => continue,
             };
             let addr = r.ip();
@@ -314,6 +342,87 @@ impl Shard {
             changed(&self.leases.lease(s));
         }
         st
+    }
+
+    /// Copy up to `max` records, starting at slot `from`, into `out` (only those still
+    /// pending an update to the partner when `pending_only`). Returns the slot to continue
+    /// from, or `None` when the scan reached the end. For streaming the store to the
+    /// failover partner a chunk at a time (draft-ietf-dhc-failover-12 UPDREQ / UPDREQALL).
+    pub fn scan(
+        &self,
+        from: u32,
+        max: usize,
+        pending_only: bool,
+        out: &mut Vec<Lease4>,
+    ) -> Option<u32> {
+        let slots = self.leases.slots();
+        let mut s = from as usize;
+        let mut taken = 0;
+        while s < slots {
+            if taken >= max {
+                return Some(s as u32);
+            }
+            let r = self.leases.rec(s as u32);
+            if r.is_live() && (!pending_only || r.update_pending()) {
+                out.push(self.leases.lease(s as u32));
+                taken += 1;
+            }
+            s += 1;
+        }
+        None
+    }
+
+    /// The partner acknowledged the update of `addr` for `client` sent with client last
+    /// transaction time `cltt` and potential expiry `potential` (draft-ietf-dhc-failover-12
+    /// BNDACK): remember what the partner knows; the record is no longer pending unless it
+    /// changed since. Returns the record as it is now, or `None` if the address is no longer
+    /// this client's here.
+    pub fn partner_acked(
+        &mut self,
+        addr: Ipv4Addr,
+        client: &ClientKey,
+        cltt: u32,
+        potential: u32,
+    ) -> Option<Lease4> {
+        let s = self.leases.slot_of_addr(u32::from(addr))?;
+        let mut l = self.leases.lease(s);
+        if l.client != *client {
+            return None;
+        }
+        l.partner_expires = l.partner_expires.max(potential);
+        if l.cltt == cltt {
+            l.update_pending = false;
+        }
+        self.leases.upsert(&l);
+        Some(l)
+    }
+
+    /// Whether this shard holds `addr` (a lease record in a state that keeps its free-map
+    /// bit, or an offer). `ended_holds`: RELEASED records keep the bit too (a server with a
+    /// failover partner, see [`Self::reclaim_delayed`]).
+    #[must_use]
+    pub fn holds(&self, addr: Ipv4Addr, ended_holds: bool) -> Option<Lease4> {
+        if let Some(s) = self.offers.slot_of_addr(u32::from(addr)) {
+            return Some(self.offers.lease(s));
+        }
+        let l = self.get_by_addr(addr)?;
+        let held = l.state.holds_address() || (ended_holds && l.state == BindingState::Released);
+        held.then_some(l)
+    }
+
+    /// Give up `addr` to another shard without returning its free-map bit (the new holder
+    /// inherits it): drops an offer of it, and rewrites a lease record of it as `FREE`
+    /// (returned, so the caller can log it).
+    pub fn surrender(&mut self, addr: Ipv4Addr) -> Option<Lease4> {
+        if let Some(s) = self.offers.slot_of_addr(u32::from(addr)) {
+            self.offers.remove_slot(s);
+        }
+        let s = self.leases.slot_of_addr(u32::from(addr))?;
+        let mut l = self.leases.lease(s);
+        l.state = BindingState::Free;
+        l.update_pending = false;
+        self.leases.upsert(&l);
+        Some(l)
     }
 
     /// Number of lease records (offers not included).

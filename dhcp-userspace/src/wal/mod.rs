@@ -129,14 +129,6 @@ pub enum WalError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An earlier sync failed, so what the kernel holds can no longer be trusted to reach the
-    /// disk (a failed msync/fsync may drop the dirty pages); the writer must be reopened,
-    /// which replays what did reach the disk.
-    #[error("WAL: shard {dir} failed an earlier sync; reopen it")]
-    Poisoned {
-        /// The shard directory.
-        dir: PathBuf,
-    },
     /// The [`Wal`] a [`Compactor`] belongs to was dropped; its idea of the active segment is
     /// stale.
     #[error("WAL: the writer of {dir} is closed")]
@@ -280,6 +272,22 @@ pub struct CommitStats {
     pub elapsed: Duration,
 }
 
+/// A run of failed writes of one [`Wal`]: from the first failed append or commit to the next
+/// successful commit. While it lasts no record is durable, so no grant may be sent; every
+/// batch tries again (the records of a failed batch are discarded, see [`Wal::append`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// When the first write of the run failed.
+    pub since: Instant,
+    /// Appends and commits that failed in this run.
+    pub failures: u64,
+    /// Whether the last failure was a full file system ([`WalError::is_disk_full`]).
+    pub disk_full: bool,
+}
+
+/// How often a still-running [`Outage`] is logged again.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_mins(1);
+
 /// The writer of one shard's log.
 #[derive(Debug)]
 pub struct Wal {
@@ -292,11 +300,18 @@ pub struct Wal {
     pos: usize,
     /// Everything in `active` below this offset is durable.
     synced: usize,
+    /// End of the range the next sync must cover (at least `pos`): beyond `pos` after a failed
+    /// batch was rolled back, so that the zeros written over its records reach the disk too.
+    dirty_hi: usize,
     /// The next segment, preallocated ahead so rotation costs no allocation.
     spare: Option<Segment>,
     pending: usize,
     pending_bytes: u64,
-    poisoned: bool,
+    /// The current run of failed writes, if any, and when it was last logged.
+    outage: Option<(Outage, Instant)>,
+    /// Test hook: the next sync writes the data but then fails with this errno.
+    #[cfg(test)]
+    fail_next_sync: Option<i32>,
     active_seq: Arc<AtomicU64>,
     merged_below: Arc<AtomicU64>,
     alive: Arc<()>,
@@ -333,10 +348,13 @@ impl Wal {
             active: rec.active,
             pos: rec.pos,
             synced: rec.pos,
+            dirty_hi: rec.pos,
             spare: None,
             pending: 0,
             pending_bytes: 0,
-            poisoned: false,
+            outage: None,
+            #[cfg(test)]
+            fail_next_sync: None,
             alive: Arc::new(()),
             _lock: lock,
         };
@@ -345,10 +363,18 @@ impl Wal {
     }
 
     /// Copy one record into the active segment. No syscall, except when the segment is full:
-    /// then the full one is synced (so a sealed segment is always entirely durable) and the
-    /// spare becomes active. The record is durable only after the next [`Self::commit`].
+    /// then the next segment is made ready (the spare, or a new one), the full one is synced
+    /// (so a sealed segment is always entirely durable) and the next becomes active. The
+    /// record is durable only after the next [`Self::commit`].
+    ///
+    /// When that rotation fails (a full disk: no next segment can be allocated, or the sync
+    /// fails), every record appended since the last successful commit is discarded: zeroed in
+    /// the mapped segment, so neither a later commit nor recovery sees it, and the grants of
+    /// the failed batch must not be sent. The writer stays usable: the next append tries the
+    /// rotation again, so writing resumes by itself once space returns. (Records of a batch
+    /// that crossed into a new segment before failing stay in the sealed one: durable without
+    /// a reply, which is allowed; a reply without a durable record never happens.)
     pub fn append(&mut self, payload: &[u8]) -> Result<(), WalError> {
-        self.check_poisoned()?;
         if payload.len() < KEY_LEN {
             return Err(WalError::PayloadTooShort { len: payload.len() });
         }
@@ -359,8 +385,10 @@ impl Wal {
             });
         }
         let n = record::framed_len(payload.len());
-        if self.pos + n > self.active.bytes().len() {
-            self.rotate()?;
+        if self.pos + n > self.active.bytes().len()
+            && let Err(e) = self.rotate()
+        {
+            return Err(self.fail(e));
         }
         record::write_frame(
             &mut self.active.bytes_mut()[self.pos..self.pos + n],
@@ -374,9 +402,16 @@ impl Wal {
 
     /// Make everything appended so far durable (group commit: one `msync(MS_SYNC)` of the
     /// dirty range per batch). Replies granting the batch's leases may be sent once this
-    /// returns `Ok` (draft-07 §3.1.3). A failed sync poisons the writer.
+    /// returns `Ok` (draft-07 §3.1.3).
+    ///
+    /// A failed sync discards the records appended since the last successful commit, as a
+    /// failed [`Self::append`] does: after a failed `msync` the kernel may have marked the
+    /// pages clean without writing them, so those records can no longer be trusted to reach
+    /// the disk. They are zeroed in the mapping, which dirties every page they touched again,
+    /// and the next sync covers that whole range: the file then holds exactly the committed
+    /// records followed by zeros, whatever part of the failed batch did reach the disk. What
+    /// was committed before sits below the failed range and stays durable.
     pub fn commit(&mut self) -> Result<CommitStats, WalError> {
-        self.check_poisoned()?;
         let start = Instant::now();
         let mut stats = CommitStats {
             records: self.pending,
@@ -387,13 +422,23 @@ impl Wal {
             return Ok(stats);
         }
         if self.opts.durability == Durability::Fsync {
-            self.sync_active()?;
+            if let Err(e) = self.sync_active() {
+                return Err(self.fail(e));
+            }
             stats.synced = true;
         }
         self.pending = 0;
         self.pending_bytes = 0;
+        self.end_outage();
         stats.elapsed = start.elapsed();
         Ok(stats)
+    }
+
+    /// The current run of failed writes: `Some` from a failed append or commit until the
+    /// next successful commit.
+    #[must_use]
+    pub fn outage(&self) -> Option<Outage> {
+        self.outage.map(|(o, _)| o)
     }
 
     /// Records appended since the last successful commit.
@@ -442,40 +487,107 @@ impl Wal {
         &self.dir
     }
 
-    fn check_poisoned(&self) -> Result<(), WalError> {
-        if self.poisoned {
-            return Err(WalError::Poisoned {
-                dir: self.dir.clone(),
-            });
+    /// A write failed: discard the uncommitted records (see [`Self::commit`]), count the
+    /// failure, log it once per outage (and again every [`OUTAGE_LOG_EVERY`] while it lasts),
+    /// and hand the error back.
+    fn fail(&mut self, e: WalError) -> WalError {
+        self.rollback();
+        let now = Instant::now();
+        let disk_full = e.is_disk_full();
+        match &mut self.outage {
+            None => {
+                tracing::error!(
+                    dir = %self.dir.display(), error = %e, disk_full,
+                    "write-ahead log cannot write: no lease is granted or renewed until it can; \
+                     retrying with every batch"
+                );
+                self.outage = Some((
+                    Outage {
+                        since: now,
+                        failures: 1,
+                        disk_full,
+                    },
+                    now,
+                ));
+            }
+            Some((o, logged)) => {
+                o.failures += 1;
+                o.disk_full = disk_full;
+                if now.duration_since(*logged) >= OUTAGE_LOG_EVERY {
+                    *logged = now;
+                    tracing::error!(
+                        dir = %self.dir.display(), error = %e, failures = o.failures,
+                        outage_secs = now.duration_since(o.since).as_secs(),
+                        "write-ahead log still cannot write"
+                    );
+                }
+            }
         }
-        Ok(())
+        e
+    }
+
+    /// A commit succeeded: an outage, if one was running, is over.
+    fn end_outage(&mut self) {
+        if let Some((o, _)) = self.outage.take() {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                failures = o.failures,
+                outage_ms = u64::try_from(o.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "write-ahead log writes again"
+            );
+        }
+    }
+
+    /// Forget the records appended since the last successful commit: zero them in the
+    /// mapping and widen the next sync over them.
+    fn rollback(&mut self) {
+        let end = self.pos.max(self.dirty_hi);
+        if end > self.synced {
+            self.active.bytes_mut()[self.synced..end].fill(0);
+        }
+        self.dirty_hi = end;
+        self.pos = self.synced;
+        self.pending = 0;
+        self.pending_bytes = 0;
     }
 
     fn sync_active(&mut self) -> Result<(), WalError> {
-        if let Err(e) = self.active.flush(self.synced, self.pos) {
-            self.poisoned = true;
-            return Err(e);
+        let end = self.pos.max(self.dirty_hi);
+        #[cfg(test)]
+        if let Some(errno) = self.fail_next_sync.take() {
+            // The worst case: the data did reach the disk, yet the sync reports a failure.
+            self.active.flush(self.synced, end)?;
+            return Err(io_error("msync", &self.active.path)(
+                io::Error::from_raw_os_error(errno),
+            ));
         }
+        self.active.flush(self.synced, end)?;
         self.synced = self.pos;
+        self.dirty_hi = self.pos;
         Ok(())
     }
 
-    /// Switch to the next segment. The full one is synced first, so data never reaches a
-    /// later segment before everything in the earlier one is durable: recovery can then tell
-    /// a torn tail from damage in the middle.
+    /// Switch to the next segment. The next one is made ready first, so that a full disk
+    /// fails the rotation before anything changed. The full one is then synced, so data never
+    /// reaches a later segment before everything in the earlier one is durable: recovery can
+    /// then tell a torn tail from damage in the middle.
     fn rotate(&mut self) -> Result<(), WalError> {
-        if self.opts.durability == Durability::Fsync {
-            self.sync_active()?;
-        }
         let next_seq = self.active.seq + 1;
         let next = match self.spare.take() {
             Some(s) => s,
             None => Segment::create(&self.dir, self.shard, next_seq, self.opts.segment_size)?,
         };
+        if self.opts.durability == Durability::Fsync
+            && let Err(e) = self.sync_active()
+        {
+            self.spare = Some(next);
+            return Err(e);
+        }
         // The full segment is unmapped here; it is sealed from now on.
         drop(std::mem::replace(&mut self.active, next));
         self.pos = HEADER_LEN;
         self.synced = HEADER_LEN;
+        self.dirty_hi = HEADER_LEN;
         self.active_seq.store(next_seq, Ordering::Release);
         self.prepare_spare();
         Ok(())

@@ -412,24 +412,26 @@ fn second_writer_is_refused_and_bad_payloads_rejected() {
     assert_eq!(wal.commit().unwrap(), CommitStats::default());
 }
 
-/// A 1 MiB tmpfs, unmounted on drop.
+/// A small tmpfs (1 MiB unless said otherwise), unmounted on drop.
 struct TinyFs {
     dir: tempfile::TempDir,
 }
 
 impl TinyFs {
     fn mount() -> Self {
+        Self::try_mount("1m").expect("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    }
+
+    /// `None` when the mount is refused (not root).
+    fn try_mount(size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
+            .stderr(std::process::Stdio::null())
             .status()
             .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
-        );
-        Self { dir }
+        status.success().then_some(Self { dir })
     }
 }
 
@@ -465,7 +467,10 @@ fn full_disk_is_an_error_not_a_crash() {
             appended > 3 * 4000,
             "only {appended} records before the disk was full"
         );
-        // What was appended before the error is still committable.
+        // The failed batch (appended since the last commit) is discarded, not committed later.
+        assert_eq!(wal.pending(), 0);
+        assert!(wal.outage().is_some_and(|o| o.disk_full && o.failures == 1));
+        appended -= appended % 100;
         wal.commit().unwrap();
         // A second writer on another shard cannot even create its first segment.
         let other = Wal::open(fs.dir.path(), 1, o, |_| {});
@@ -475,4 +480,219 @@ fn full_disk_is_an_error_not_a_crash() {
     let (_wal, report, got) = open(fs.dir.path(), o);
     assert_eq!(report.stopped_at, None);
     assert_eq!(got, recs[..appended]);
+}
+
+/// Fill the rest of the file system behind `dir` with one file; its path.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xa5u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert!(errno_is_disk_full(&e), "{e}");
+                break;
+            }
+        }
+    }
+    path
+}
+
+#[test]
+fn disk_full_then_space_returns_resumes_without_reopen() {
+    let Some(fs) = TinyFs::try_mount("2m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    };
+    let o = opts(256 << 10);
+    let recs: Vec<Vec<u8>> = (0..60_000).map(|i| lease(i % 5000, i, false)).collect();
+    let mut committed: Vec<Vec<u8>> = Vec::new();
+    let mut next = 0;
+    // One batch of `n` records; `Ok` when appended and committed.
+    let batch = |wal: &mut Wal, next: &mut usize, n: usize| -> Result<Vec<Vec<u8>>, WalError> {
+        let b = recs[*next..*next + n].to_vec();
+        *next += n;
+        for r in &b {
+            wal.append(r)?;
+        }
+        wal.commit()?;
+        Ok(b)
+    };
+    {
+        let (mut wal, _, _) = open(fs.dir.path(), o);
+        // The active segment and its spare exist; the filler takes everything else.
+        let filler = fill_up(fs.dir.path());
+        let first_err = loop {
+            match batch(&mut wal, &mut next, 100) {
+                Ok(b) => committed.extend(b),
+                Err(e) => break e,
+            }
+        };
+        assert!(first_err.is_disk_full(), "{first_err:?}");
+        // The spare was used, then no third segment could be made: two segments' worth.
+        assert!(
+            committed.len() > 2 * 3000,
+            "only {} records committed",
+            committed.len()
+        );
+        // While the disk stays full every batch fails the same way, and nothing is pending.
+        for k in 2..=5 {
+            let e = batch(&mut wal, &mut next, 100).unwrap_err();
+            assert!(e.is_disk_full(), "{e:?}");
+            assert_eq!(wal.pending(), 0);
+            let o = wal.outage().unwrap();
+            assert_eq!((o.failures, o.disk_full), (k, true));
+        }
+        // A batch without records commits trivially and ends nothing.
+        wal.commit().unwrap();
+        assert!(wal.outage().is_some());
+        // Space returns: the very next batch goes through, no reopen.
+        std::fs::remove_file(&filler).unwrap();
+        committed.extend(batch(&mut wal, &mut next, 100).unwrap());
+        assert_eq!(wal.outage(), None);
+        for _ in 0..20 {
+            committed.extend(batch(&mut wal, &mut next, 100).unwrap());
+        }
+        // Records appended but not committed at a crash are the usual torn tail.
+        wal.append(&recs[next]).unwrap();
+    }
+    let (_wal, report, got) = open(fs.dir.path(), o);
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got.len(), committed.len() + 1);
+    assert_eq!(got[..committed.len()], committed[..]);
+}
+
+/// The byte range frames `recs` take when written from the start of a segment.
+fn frames_len(recs: &[Vec<u8>]) -> usize {
+    recs.iter().map(|r| record::framed_len(r.len())).sum()
+}
+
+#[test]
+fn failed_sync_discards_the_batch_and_the_next_commit_rewrites_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = opts(64 << 10);
+    let batch_a: Vec<Vec<u8>> = (0..10).map(|i| lease(i, 1, false)).collect();
+    let batch_b: Vec<Vec<u8>> = (100..130).map(|i| lease(i, 2, false)).collect();
+    let batch_c: Vec<Vec<u8>> = (200..203).map(|i| lease(i, 3, false)).collect();
+    let seg = seg_path(dir.path(), 0);
+    {
+        let (mut wal, _, _) = open(dir.path(), options);
+        append_all(&mut wal, &batch_a, batch_a.len());
+        for r in &batch_b {
+            wal.append(r).unwrap();
+        }
+        wal.fail_next_sync = Some(libc::EIO);
+        let e = wal.commit().unwrap_err();
+        assert!(!e.is_disk_full());
+        assert_eq!(wal.pending(), 0);
+        assert!(
+            wal.outage()
+                .is_some_and(|o| !o.disk_full && o.failures == 1)
+        );
+        // B had reached the file (the worst case) before the failure was reported; it is
+        // zeroed now (in the shared mapping, so in what any reader of the file sees).
+        let start = HEADER_LEN + frames_len(&batch_a);
+        let end = start + frames_len(&batch_b);
+        let bytes = std::fs::read(&seg).unwrap();
+        assert!(bytes[start..end].iter().all(|&x| x == 0));
+        // C is shorter than B; the commit must still cover all of B's old range.
+        append_all(&mut wal, &batch_c, batch_c.len());
+        assert_eq!(wal.outage(), None);
+        let bytes = std::fs::read(&seg).unwrap();
+        let c_end = start + frames_len(&batch_c);
+        assert!(bytes[c_end..end].iter().all(|&x| x == 0));
+        assert_eq!(wal.synced, c_end);
+        assert_eq!(wal.dirty_hi, c_end);
+    }
+    let (_wal, report, got) = open(dir.path(), options);
+    assert_eq!(report.stopped_at, None);
+    let want: Vec<Vec<u8>> = batch_a.iter().chain(&batch_c).cloned().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn failed_sync_during_rotation_keeps_the_spare_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(8192);
+    let recs: Vec<Vec<u8>> = (0..2000).map(|i| lease(i, i, false)).collect();
+    let mut committed = Vec::new();
+    let mut i = 0;
+    {
+        let (mut wal, _, _) = open(dir.path(), o);
+        // Fill segment 0 in committed batches of 10 until the next record would rotate.
+        let cap = 8192 - HEADER_LEN;
+        while frames_len(&recs[..i + 10]) <= cap - 64 {
+            append_all(&mut wal, &recs[i..i + 10], 10);
+            committed.extend_from_slice(&recs[i..i + 10]);
+            i += 10;
+        }
+        let seq = wal.active_seq();
+        let mut failed = None;
+        wal.fail_next_sync = Some(libc::ENOSPC);
+        for r in &recs[i..i + 10] {
+            if let Err(e) = wal.append(r) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("the rotation's sync failed");
+        assert!(e.is_disk_full());
+        assert_eq!(wal.active_seq(), seq, "no rotation after a failed sync");
+        assert!(wal.spare.is_some(), "the spare is kept for the retry");
+        assert_eq!(wal.pending(), 0);
+        i += 10;
+        // The same batch again: rotation succeeds now.
+        for r in &recs[i..i + 10] {
+            wal.append(r).unwrap();
+        }
+        wal.commit().unwrap();
+        committed.extend_from_slice(&recs[i..i + 10]);
+        assert_eq!(wal.active_seq(), seq + 1);
+        assert_eq!(wal.outage(), None);
+    }
+    let (_wal, report, got) = open(dir.path(), o);
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got, committed);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever mix of committed, failed (sync failure) and uncommitted batches, a reopen
+    /// replays exactly the committed records, in order, then at most the uncommitted tail.
+    #[test]
+    fn replay_is_exactly_the_committed_records(
+        plan in proptest::collection::vec((1usize..40, 0u8..4), 1..30),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(8192);
+        let mut committed = Vec::new();
+        let mut n = 0u32;
+        {
+            let (mut wal, _, _) = open(dir.path(), o);
+            for &(len, what) in &plan {
+                let b: Vec<Vec<u8>> = (0..len).map(|k| lease(n + k as u32, n, false)).collect();
+                n += len as u32;
+                if what == 0 {
+                    wal.fail_next_sync = Some(libc::EIO);
+                }
+                let r = b.iter().try_for_each(|r| wal.append(r)).and_then(|()| wal.commit().map(drop));
+                if r.is_ok() {
+                    proptest::prop_assert_ne!(what, 0);
+                    committed.extend(b);
+                } else {
+                    proptest::prop_assert_eq!(what, 0);
+                    proptest::prop_assert_eq!(wal.pending(), 0);
+                }
+                // A failure armed but not consumed (no sync happened) is disarmed.
+                wal.fail_next_sync = None;
+            }
+        }
+        let (_wal, report, got) = open(dir.path(), o);
+        proptest::prop_assert_eq!(report.stopped_at, None);
+        proptest::prop_assert_eq!(got, committed);
+    }
 }

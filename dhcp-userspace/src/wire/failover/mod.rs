@@ -9,11 +9,15 @@
 //!   code, 2-byte length); [`Opt`] is the typed representation of one option (draft-12
 //!   §12), parsed with [`Opt::parse`] and written with [`MessageWriter::opt`].
 //! - [`MessageWriter`] emits a message into a caller's buffer.
+//! - [`Message`] and the per-type structs ([`Connect`], [`ConnectAck`], [`StateMsg`],
+//!   [`BindingUpdate`], [`BindingAck`], [`Disconnect`], [`PoolResp`]) are the typed
+//!   messages of draft-12 §7, parsed from a [`Packet`] and written into a buffer.
 //!
 //! Nothing here allocates, and no input bytes make any function panic: malformed input is an
 //! [`Error`], whose [`Error::reason`] labels the drop counters.
 
 mod fuzz;
+mod message;
 mod options;
 mod packet;
 mod writer;
@@ -23,6 +27,11 @@ mod tests;
 
 #[doc(hidden)]
 pub use fuzz::fuzz_one;
+pub use message::{
+    BindingAck, BindingAcks, BindingUpdate, BindingUpdates, Connect, ConnectAck, Disconnect,
+    LeaseParts, MAX_CONNECT_SKEW, MAX_MESSAGE_LEN, Message, PoolResp, StateMsg, adjust_time,
+    clock_skew, ip_flags, skew_acceptable, transaction_addresses, write_header_only,
+};
 pub use options::{FailoverOption, Opt, OptionIter};
 pub use packet::{Packet, field, frame_len};
 pub use writer::{Header, MAX_ADDITIONAL_HEADER, MessageWriter};
@@ -189,6 +198,40 @@ pub enum Error {
     /// The output buffer, or the 65535-byte message limit, has no room for this.
     #[error("buffer too small")]
     BufferTooSmall,
+    /// The message is not of the type being parsed or written.
+    #[error("message type {got}, expected {expected:?}")]
+    WrongMessageType {
+        /// The type the parser or writer handles.
+        expected: MessageType,
+        /// The type byte found.
+        got: u8,
+    },
+    /// An option the message type requires is absent (draft-12 §7).
+    #[error("missing option {code}")]
+    MissingOption {
+        /// The option code.
+        code: u16,
+    },
+    /// An option appears twice in one message or binding update transaction (draft-12
+    /// §6.2: "treated as an error").
+    #[error("duplicate option {code}")]
+    DuplicateOption {
+        /// The option code.
+        code: u16,
+    },
+    /// A one-byte option holds a value draft-12 does not define (server-state §12.24,
+    /// binding-status §12.3).
+    #[error("option {code} has undefined value {value}")]
+    BadValue {
+        /// The option code.
+        code: u16,
+        /// The value found.
+        value: u8,
+    },
+    /// A BNDUPD or BNDACK carries this many binding update transactions (draft-12 §6.3)
+    /// where one was expected.
+    #[error("{0} binding update transactions in one message")]
+    MultipleTransactions(usize),
 }
 
 impl Error {
@@ -204,6 +247,11 @@ impl Error {
             Self::OptionTooLong { .. } => "option_too_long",
             Self::HeaderTooLong => "header_too_long",
             Self::BufferTooSmall => "buffer_too_small",
+            Self::WrongMessageType { .. } => "wrong_message_type",
+            Self::MissingOption { .. } => "missing_option",
+            Self::DuplicateOption { .. } => "duplicate_option",
+            Self::BadValue { .. } => "bad_value",
+            Self::MultipleTransactions(_) => "multiple_transactions",
         }
     }
 }

@@ -458,6 +458,14 @@ fn error_reasons_are_distinct() {
         Error::OptionTooLong { code: 0 },
         Error::HeaderTooLong,
         Error::BufferTooSmall,
+        Error::WrongMessageType {
+            expected: MessageType::Connect,
+            got: 0,
+        },
+        Error::MissingOption { code: 0 },
+        Error::DuplicateOption { code: 0 },
+        Error::BadValue { code: 0, value: 0 },
+        Error::MultipleTransactions(2),
     ];
     let mut reasons: Vec<&str> = all.iter().map(Error::reason).collect();
     reasons.sort_unstable();
