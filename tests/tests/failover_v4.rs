@@ -261,7 +261,6 @@ fn dhcpd_pair(lab: &mut FailoverLab) -> Result<()> {
 // Failover behaviour (contract). Ignored until the feature lands.
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn pair_reaches_normal_and_replicates() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["dhclient", "perfdhcp", "tcpdump", "ip"])?;
@@ -325,7 +324,6 @@ fn replicates(lab: &mut FailoverLab) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn primary_killed() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["dhclient", "udhcpc", "perfdhcp", "ip"])?;
@@ -450,7 +448,6 @@ fn primary_killed_body(lab: &mut FailoverLab) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn partition() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["dhclient", "perfdhcp", "tcpdump", "ping", "ip"])?;
@@ -528,7 +525,6 @@ fn partition_body(lab: &mut FailoverLab) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn restart_resends_only_missed() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["perfdhcp", "ip"])?;
@@ -709,7 +705,6 @@ fn interop(lab: &mut FailoverLab, tw_role: Role) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn interop_twinlease_primary_dhcpd_secondary() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["dhclient", "perfdhcp", "ip", "dhcpd"])?;
@@ -719,7 +714,6 @@ fn interop_twinlease_primary_dhcpd_secondary() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs failover (lead integrating)"]
 fn interop_dhcpd_primary_twinlease_secondary() -> Result<()> {
     require_root!(Ok(()));
     require_programs(&["dhclient", "perfdhcp", "ip", "dhcpd"])?;

@@ -1125,9 +1125,7 @@ impl Worker {
                 self.store
                     .shard
                     .reclaim_delayed(unix_now(), 4096, &self.free, mclt, &mut |l| {
-                        let mut l = *l;
-                        l.update_pending = true;
-                        ended.push(l);
+                        ended.push(*l);
                     });
                 self.queue_updates(&ended);
             }

@@ -469,9 +469,12 @@ impl Partner {
                 tracing::info!(relationship = %self.cfg.name, %peer, tls, "partner connection up");
                 self.handshake = false;
                 self.last_recv = Instant::now();
-                // Both sides open with CONNECT, whoever made the TCP connection: ISC dhcpd
-                // sends its own and waits for ours (draft-12 §7.8).
-                self.send_connect();
+                // The side that opened the connection (the primary, draft-12 §8.2) sends
+                // CONNECT; the other answers it with CONNECTACK (§7.8, §7.9). ISC dhcpd as the
+                // accepting secondary sends a CONNECT of its own too, answered the same way.
+                if self.role == Role::Primary {
+                    self.send_connect();
+                }
             }
             LinkEvent::Message(bytes) => {
                 self.last_recv = Instant::now();
@@ -638,7 +641,11 @@ impl Partner {
         {
             tracing::warn!(relationship = %self.cfg.name, "the partner's load-balancing split differs from ours (load-balance-split)");
         }
-        // The handshake completes with the CONNECTACK to our own CONNECT.
+        // The secondary's handshake completes with its CONNECTACK; the primary's with the
+        // CONNECTACK to its own CONNECT.
+        if self.role == Role::Secondary {
+            self.connected();
+        }
     }
 
     fn on_connect_ack(&mut self, a: &ConnectAck<'_>) {
@@ -678,6 +685,10 @@ impl Partner {
             );
             self.persist();
             self.publish();
+            // The secondary needs its share as soon as both are NORMAL (draft-12 §5.4).
+            if t.to == State::Normal && self.role == Role::Primary && self.handshake {
+                self.balance(false);
+            }
         }
         if out.send_state && self.handshake {
             self.send_state();

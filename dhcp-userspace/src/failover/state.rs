@@ -753,9 +753,10 @@ impl Machine {
                     }
                     // §9.14.2
                     State::Shutdown | State::Paused if p == State::PartnerDown => {
+                        // §9.14.2: back as RECOVER; what we missed comes with UPDREQ
+                        // (§9.5.2), our storage is intact.
                         self.previous = State::Recover;
                         self.previous_entered = now;
-                        self.recover_all = true;
                     }
                     State::Shutdown | State::Paused => {}
                     s if !was_ok => {
@@ -866,8 +867,9 @@ impl Machine {
     fn startup_target(&mut self, partner: State, start_time: u32) -> (State, &'static str) {
         if partner == State::PartnerDown {
             if start_time > self.prior_operational {
-                // §5.16: the partner moved on without us: refresh everything.
-                self.recover_all = true;
+                // §9.5.2: RECOVER asks for what it missed (UPDREQ); UPDREQALL only when the
+                // stable storage was lost, which `recover_all` already records (§5.16: the
+                // partner keeps track of what we have not acknowledged).
                 (
                     State::Recover,
                     "partner entered partner-down after our last operation",

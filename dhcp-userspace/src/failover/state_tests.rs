@@ -163,7 +163,8 @@ fn startup_time_depends_on_down_time_and_role_mismatch_ignores_the_record() {
 /// §9.3.2 step 5 with the partner in PARTNER-DOWN.
 #[test]
 fn startup_meets_partner_down() {
-    // Partner went down-mode after our last operation: RECOVER with UPDREQALL.
+    // Partner went down-mode after our last operation: RECOVER, and with our stable storage
+    // intact an UPDREQ for what we missed (§9.5.2).
     let p = persisted(S::Normal, Role::Primary); // last_operational T0-100
     let mut m = Machine::new(Role::Primary, MCLT, None, Some(&p), T0);
     assert!(m.handle(Event::Connected { now: T0 + 1 }).send_state);
@@ -173,7 +174,7 @@ fn startup_meets_partner_down() {
         now: T0 + 1,
     });
     assert_eq!(m.state(), S::Recover);
-    assert_eq!(out.request, Some(UpdateRequest::All));
+    assert_eq!(out.request, Some(UpdateRequest::Missed));
     assert!(out.send_state);
     assert_eq!(out.transition.unwrap().from, S::Startup);
     // ... before it: POTENTIAL-CONFLICT, the primary asks with UPDREQ.

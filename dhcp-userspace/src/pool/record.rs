@@ -85,6 +85,11 @@ impl Rec {
         self.flags & F_UPDATE_PENDING != 0
     }
 
+    /// Mark the record as still to be sent to the failover partner.
+    pub(crate) fn set_update_pending(&mut self) {
+        self.flags |= F_UPDATE_PENDING;
+    }
+
     pub(crate) fn ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.addr)
     }

@@ -337,7 +337,13 @@ impl Shard {
                 _ => continue,
             };
             let addr = r.ip();
-            self.leases.rec_mut(s).set_binding_state(next);
+            let rec = self.leases.rec_mut(s);
+            rec.set_binding_state(next);
+            if delay > 0 {
+                // With a partner the end of the binding is an update it must hear of, also
+                // when it asks later (UPDREQ) for what it missed.
+                rec.set_update_pending();
+            }
             free.give_back(addr);
             changed(&self.leases.lease(s));
         }
