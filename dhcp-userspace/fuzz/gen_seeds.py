@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under seeds/<target>/ (run from anywhere; stdlib only).
 
-Raw datagrams for dhcpv4_parse / dhcpv6_parse; for engine_v4 / engine_v6, sequences of
+Raw datagrams for dhcpv4_parse / dhcpv6_parse; TCP byte streams of framed RFC 8156
+messages for failover6_parse; for engine_v4 / engine_v6, sequences of
 records [ctl u8][len u16 BE][datagram] as twinlease::engine::fuzz documents (ctl bits 0-2:
 ingress, 3-5: clock advance index, 6: reclaim first); for config_parse, the examples and
 the engine fixtures. Addresses in the engine sequences are those the fixtures allocate."""
@@ -99,6 +100,44 @@ v6_packets["relay2_solicit_rapid"] = two_levels(v6(SOLICIT, 0x21, client(MAC6), 
 v6_packets["relay2_request"] = two_levels(v6(REQUEST6, 0x22, client(MAC6), SERVER, ia_na(1, "2001:db8:2::101"), ia_pd(2, "2001:db8:9000:1::/64")))
 v6_packets["relay1_solicit_link"] = relay(v6(SOLICIT, 0x23, client(MAC6), o6(14, b""), ia_na(1)), 0, LINK3, PEER)
 
+# ---------------------------------------------------------------- DHCPv6 failover (RFC 8156)
+# A frame is msg-size (RFC 5460 5.1) then msg-type, 3-byte xid, 4-byte sent-time (8156 5.2).
+def fo6(mtype, xid, sent, *opts):
+    m = bytes([mtype]) + xid.to_bytes(3, "big") + struct.pack("!I", sent) + b"".join(opts)
+    return struct.pack("!H", len(m)) + m
+BNDUPD, BNDREPLY, CONNECT6, CONNECTREPLY6, STATE6, CONTACT6, UPDREQALL6, UPDDONE6 = 24, 25, 31, 32, 34, 35, 29, 30
+SENT = 0x2f000000
+def u32(code, v): return o6(code, struct.pack("!I", v))
+CONNECT_OPTS = (o6(130, b"edge-a"), o6(127, struct.pack("!HH", 1, 0)), u32(122, 3600),
+                u32(128, 60), u32(121, 10), o6(115, struct.pack("!H", 1)))
+def fo_binding(status=1, start=SENT - 100, extra=b""):
+    return (o6(114, bytes([status])) + u32(133, start) + u32(134, SENT + 7200) + u32(46, 5)
+            + u32(123, SENT + 10800) + u32(126, SENT - 5) + u32(120, SENT + 7200) + extra)
+def fo_iaaddr(a, extra=b""):
+    return o6(5, ip6(a) + struct.pack("!II", 3600, 7200) + fo_binding(extra=extra))
+def fo_iaprefix(p, status=1, extra=b""):
+    n = ipaddress.IPv6Network(p)
+    return o6(26, struct.pack("!IIB", 3600, 7200, n.prefixlen) + n.network_address.packed
+              + fo_binding(status=status, extra=extra))
+FO_CLIENT = o6(45, client(MAC6) + u32(100, SENT)
+               + o6(3, struct.pack("!III", 1, 1800, 2880) + fo_iaaddr(NA1))
+               + o6(25, struct.pack("!III", 2, 0, 0) + fo_iaprefix(PD1)))
+FO_REPLY = o6(45, client(MAC6)
+              + o6(3, struct.pack("!III", 1, 0, 0)
+                   + o6(5, ip6(NA1) + struct.pack("!II", 0, 0) + o6(13, b"\x00\x10in use")
+                        + o6(114, b"\x01") + u32(124, SENT + 10800))))
+failover6_streams = {
+    "connect_reply_state": fo6(CONNECT6, 1, SENT, *CONNECT_OPTS)
+        + fo6(CONNECTREPLY6, 1, SENT, *CONNECT_OPTS[1:])
+        + fo6(STATE6, 2, SENT, o6(132, b"\x02"), o6(131, b"\x01"), u32(133, SENT - 60))
+        + fo6(CONTACT6, 3, SENT),
+    "bndupd_client": fo6(BNDUPD, 0x10, SENT, FO_CLIENT) + fo6(BNDREPLY, 0x10, SENT, FO_REPLY),
+    "bndupd_prefix": fo6(UPDREQALL6, 0x20, SENT)
+        + fo6(BNDUPD, 0x21, SENT, fo_iaprefix("2001:db8:8000:800::/56", status=6, extra=u32(100, SENT)))
+        + fo6(UPDDONE6, 0x20, SENT),
+    "disconnect": fo6(33, 0x30, SENT, o6(13, b"\x00\x14shutting down")),
+}
+
 def rec(ctl, d): return bytes([ctl]) + struct.pack("!H", len(d)) + d
 
 def write(target, name, data):
@@ -111,6 +150,7 @@ def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     for n, p in v4_packets.items(): write("dhcpv4_parse", n, p)
     for n, p in v6_packets.items(): write("dhcpv6_parse", n, p)
+    for n, p in failover6_streams.items(): write("failover6_parse", n, p)
     P4, P6 = v4_packets, v6_packets
     # engine_v4: ctl 0 = on eth1, 2 = broadcast, 1 = unknown interface (relayed), 8.. advance.
     e4 = {

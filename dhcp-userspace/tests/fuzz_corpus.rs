@@ -6,9 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "dhcpv4_parse",
     "dhcpv6_parse",
+    "failover6_parse",
     "config_parse",
     "engine_v4",
     "engine_v6",
@@ -46,6 +47,7 @@ fn run(target: &str, data: &[u8]) -> Vec<String> {
     match target {
         "dhcpv4_parse" => twinlease::wire::v4::fuzz_one(data),
         "dhcpv6_parse" => twinlease::wire::v6::fuzz_one(data),
+        "failover6_parse" => twinlease::wire::failover6::fuzz_one(data),
         "config_parse" => twinlease::config::fuzz::fuzz_one(data),
         "engine_v4" => return twinlease::engine::fuzz::fuzz_v4(data),
         "engine_v6" => return twinlease::engine::fuzz::fuzz_v6(data),
@@ -111,6 +113,54 @@ fn wire_seeds_parse_as_requests() {
     let relayed = twinlease::wire::v6::Request::parse(&bytes).expect("parses");
     assert_eq!(relayed.relays().len(), 2);
     assert_eq!(relayed.ia_na().len() + relayed.ia_pd().len(), 2);
+}
+
+#[test]
+fn failover6_seeds_are_whole_streams_of_known_messages() {
+    use twinlease::wire::failover6::{
+        BindingBody, BindingReply6, BindingUpdate6, Connect6, ConnectReply6, Message, MessageType,
+        State6, frame_len, frame_message,
+    };
+    let mut seen = Vec::new();
+    for (name, data) in seeds("failover6_parse") {
+        run("failover6_parse", &data);
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let msg = frame_message(rest).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let m = Message::new_checked(msg).expect("header");
+            let t = m.message_type().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let typed = match t {
+                MessageType::Connect => Connect6::parse(m).map(drop),
+                MessageType::ConnectReply => ConnectReply6::parse(m).map(|r| assert!(r.accepted())),
+                MessageType::State => State6::parse(m).map(drop),
+                MessageType::BndUpd => BindingUpdate6::parse(m).map(|u| match u.body {
+                    BindingBody::Client(cd) => assert_eq!(cd.leases().count(), 2),
+                    BindingBody::Prefix(p) => assert_eq!(p.prefix_len, 56),
+                }),
+                MessageType::BndReply => BindingReply6::parse(m).map(|r| {
+                    let BindingBody::Client(cd) = r.body else {
+                        panic!("{name}: reply without client data");
+                    };
+                    let l = cd.leases().next().expect("a binding").expect("well formed");
+                    assert_eq!(l.status_code.map(|s| s.code), Some(16));
+                }),
+                _ => Ok(()),
+            };
+            typed.unwrap_or_else(|e| panic!("{name}: {t:?}: {e}"));
+            seen.push(t);
+            rest = &rest[frame_len(rest).expect("length")..];
+        }
+    }
+    for t in [
+        MessageType::Connect,
+        MessageType::ConnectReply,
+        MessageType::State,
+        MessageType::BndUpd,
+        MessageType::BndReply,
+        MessageType::Disconnect,
+    ] {
+        assert!(seen.contains(&t), "no seed has a {t:?}");
+    }
 }
 
 #[test]

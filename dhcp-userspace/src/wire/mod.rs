@@ -7,7 +7,10 @@
 //!
 //! - [`v4`]: DHCP for IPv4 (RFC 2131, RFC 2132 options, RFC 3396 long options).
 //! - [`v6`]: DHCPv6 (RFC 8415, with prefix delegation and relay encapsulation).
+//! - [`failover`]: DHCPv4 failover (draft-ietf-dhc-failover-12).
+//! - [`failover6`]: DHCPv6 failover (RFC 8156).
 
 pub mod failover;
+pub mod failover6;
 pub mod v4;
 pub mod v6;
