@@ -862,11 +862,20 @@ impl Worker {
         let mut scratch = Box::new(Scratch::new());
         let mut reply = [0u8; MAX_REPLY];
         let mut last_reclaim = Instant::now();
+        // With a failover partner the partner thread's requests (updates to apply, scans,
+        // acknowledgements) must not wait for client traffic: wake up often when idle.
+        let idle_wait = if self.failover.is_some() {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
         loop {
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
+            match self.rx.recv_timeout(idle_wait) {
                 Ok(j) => jobs.push(j),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    self.maintain(&mut last_reclaim);
+                    if last_reclaim.elapsed() >= Duration::from_millis(100) {
+                        self.maintain(&mut last_reclaim);
+                    }
                     self.serve_control();
                     self.serve_partner();
                     continue;

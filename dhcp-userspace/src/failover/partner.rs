@@ -368,7 +368,7 @@ impl Partner {
         mut cmds: tokio::sync::mpsc::Receiver<Command>,
         stop: Arc<AtomicBool>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_second = Instant::now();
         loop {
