@@ -13,6 +13,7 @@
 //! - [`clients`]: `dhclient` and `udhcpc` drivers;
 //! - [`clients6`]: the `dhclient -6` driver (addresses and delegated prefixes);
 //! - [`perfdhcp`]: runs `perfdhcp` (`-4` or `-6`) and parses its statistics;
+//! - [`loadgen`]: builds and runs the `twinlease_bench` load generator, parses its JSON line;
 //! - [`capture`]: `tcpdump` captures and a pcap reader that extracts DHCP messages;
 //! - [`kea`]: a Kea DHCP server as a reference peer;
 //! - [`kea6`]: Kea's DHCPv6 server as a reference peer;
@@ -23,6 +24,7 @@ pub mod clients;
 pub mod clients6;
 pub mod kea;
 pub mod kea6;
+pub mod loadgen;
 pub mod netns;
 pub mod perfdhcp;
 pub mod process;
