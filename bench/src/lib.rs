@@ -1,1 +1,4 @@
-//! Benchmarks for twinlease.
+//! Benchmarks for twinlease, and the closed-loop DHCP load generator [`loadgen`]
+//! (binary `twinlease_bench`).
+
+pub mod loadgen;

@@ -15,6 +15,7 @@
 //! - [`failover`]: the failover bench: two server hosts, clients, a partner link to cut,
 //!   twinlease pairs and ISC dhcpd partners, store invariants;
 //! - [`perfdhcp`]: runs `perfdhcp` (`-4` or `-6`) and parses its statistics;
+//! - [`loadgen`]: builds and runs the `twinlease_bench` load generator, parses its JSON line;
 //! - [`capture`]: `tcpdump` captures and a pcap reader that extracts DHCP messages;
 //! - [`kea`]: a Kea DHCP server as a reference peer;
 //! - [`kea6`]: Kea's DHCPv6 server as a reference peer;
@@ -26,6 +27,7 @@ pub mod clients6;
 pub mod failover;
 pub mod kea;
 pub mod kea6;
+pub mod loadgen;
 pub mod netns;
 pub mod perfdhcp;
 pub mod process;

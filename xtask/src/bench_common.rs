@@ -214,7 +214,7 @@ impl Bench {
     }
 
     /// The machine table: load, cores, kernel, CPU, perfdhcp and Kea versions.
-    fn machine(&self) -> String {
+    pub fn machine(&self) -> String {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|c| {

@@ -1,9 +1,10 @@
 //! Chores: `cargo xtask install-deps`, `cargo xtask test`, `cargo xtask demo`,
-//! `cargo xtask bench-socket`, `cargo xtask bench-v6`.
+//! `cargo xtask bench-socket`, `cargo xtask bench-v6`, `cargo xtask bench`.
 //!
 //! Every chore prints what it runs. Those that build networks do it in their own network
 //! namespaces (through the `twinlease-tests` harness) and remove them when done.
 
+mod bench;
 mod bench_common;
 mod bench_micro;
 mod bench_socket;
@@ -28,6 +29,11 @@ commands:
                  writes results/<date>-socket.md
   bench-v6       the same for DHCPv6 (perfdhcp -6 -e address-and-prefix), Kea and twinlease;
                  writes results/<date>-v6.md
+  bench [--secs N] [--only SERVER]
+                 every server (twinlease XDP and socket, kea-dhcp4, dhcpd; v6: twinlease,
+                 kea-dhcp6) under the AF_XDP load generator twinlease_bench, ladder to the
+                 highest rate with <= 1 % lost, perfdhcp at that rate; writes
+                 results/<date>-bench.md and results/<date>-bench.svg
   bench-micro [--icount] [FILTER]
                  criterion micro-benchmarks of the hot path (short times) and a summary;
                  --icount: instructions per operation under callgrind, writes
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "demo" => demo::run().map(|()| ExitCode::SUCCESS),
         "bench-socket" => bench_socket::run(rest).map(|()| ExitCode::SUCCESS),
+        "bench" => bench::run(rest).map(|()| ExitCode::SUCCESS),
         "bench-micro" => bench_micro::run(rest).map(|()| ExitCode::SUCCESS),
         "bench-v6" => bench_v6::run(rest).map(|()| ExitCode::SUCCESS),
         "ebpf" => ebpf::run(rest).map(|()| ExitCode::SUCCESS),
