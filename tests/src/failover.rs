@@ -604,7 +604,11 @@ pub struct Binding {
 /// The bindings of a store by address: every lease whose state is not in
 /// [`NOT_BINDINGS`]. Fails when an address is listed twice.
 pub fn bindings(leases: &[LeaseRecord]) -> Result<BTreeMap<Ipv4Addr, Binding>> {
-    let mut out = BTreeMap::new();
+    // A store keeps each client's last record, so an address may appear more than once: an
+    // expired or released record of an earlier client beside the current one (the records
+    // live in the shard of their client). The binding of an address is its active record,
+    // else its most recent one; two active records for different clients are an error.
+    let mut out: BTreeMap<Ipv4Addr, (Binding, u64)> = BTreeMap::new();
     for l in leases
         .iter()
         .filter(|l| !NOT_BINDINGS.contains(&l.state.as_str()))
@@ -614,14 +618,27 @@ pub fn bindings(leases: &[LeaseRecord]) -> Result<BTreeMap<Ipv4Addr, Binding>> {
             client: l.client.clone(),
             chaddr: l.chaddr.clone(),
         };
-        if let Some(prev) = out.insert(l.addr, b) {
-            return Err(Error(format!(
-                "{} listed twice: {prev:?} and {l:?}",
-                l.addr
-            )));
+        let cltt = l.cltt.unwrap_or(0);
+        match out.get(&l.addr) {
+            None => {
+                out.insert(l.addr, (b, cltt));
+            }
+            Some((prev, _)) if prev.state == "active" && b.state == "active" => {
+                return Err(Error(format!(
+                    "{} active twice in one store: {prev:?} and {l:?}",
+                    l.addr
+                )));
+            }
+            Some((prev, prev_cltt)) => {
+                let wins = b.state == "active"
+                    || (prev.state != "active" && (cltt, &b.client) > (*prev_cltt, &prev.client));
+                if wins {
+                    out.insert(l.addr, (b, cltt));
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(a, (b, _))| (a, b)).collect())
 }
 
 /// Ok when both stores hold the same bindings ([`bindings`]: address, state, client,

@@ -20,6 +20,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use twinlease_tests::kea::{Kea, KeaOptions};
+use twinlease_tests::netns::{Netns, VethPair};
 use twinlease_tests::kea6::{Kea6, Kea6Options};
 use twinlease_tests::loadgen::{bench_binary, run_bench};
 use twinlease_tests::perfdhcp::{Lease6Kind, PerfdhcpOptions, run_perfdhcp};
@@ -62,6 +63,10 @@ pub enum ServerKind {
     TwinleaseXdp,
     /// twinlease, socket path, DHCPv4.
     TwinleaseSocket,
+    /// twinlease, socket path, DHCPv4, with a failover partner (a second twinlease in its
+    /// own namespace, reached over a separate veth) in NORMAL: the primary answers every
+    /// client (load-balance split 256) and sends each lease change to the partner.
+    TwinleaseSocketFailover,
     /// Kea 2.2 `kea-dhcp4`.
     Kea4,
     /// ISC dhcpd 4.4.
@@ -76,9 +81,10 @@ pub enum ServerKind {
 
 impl ServerKind {
     /// Every kind, in run order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::TwinleaseXdp,
         Self::TwinleaseSocket,
+        Self::TwinleaseSocketFailover,
         Self::Kea4,
         Self::Dhcpd4,
         Self::TwinleaseXdp6,
@@ -93,6 +99,9 @@ impl ServerKind {
             }
             Self::TwinleaseSocket | Self::TwinleaseSocket6 => {
                 "twinlease (socket path, 2 workers, durability fsync)"
+            }
+            Self::TwinleaseSocketFailover => {
+                "twinlease + failover partner in NORMAL (socket path, 2 workers each, fsync, every lease sent to the partner)"
             }
             Self::Kea4 => "Kea 2.2 kea-dhcp4 (memfile persist, MT 2 threads, queue 64)",
             Self::Dhcpd4 => "ISC dhcpd 4.4 (lease file, fsync per commit)",
@@ -130,6 +139,8 @@ enum Running {
         Twinlease,
         #[expect(dead_code, reason = "held for its drop")] tempfile::TempDir,
     ),
+    /// The primary, its partner, and what they live in.
+    Pair(Box<Pair>),
     Kea(Kea),
     Kea6(Kea6),
     Dhcpd(
@@ -142,6 +153,8 @@ impl Running {
     fn cpu_seconds(&self) -> Option<f64> {
         match self {
             Self::Twinlease(t, _) => t.cpu_seconds(),
+            // Both servers' CPU: replication is part of the cost.
+            Self::Pair(p) => Some(p.primary.cpu_seconds()? + p.partner.cpu_seconds()?),
             Self::Kea(k) => k.cpu_seconds(),
             Self::Kea6(k) => k.cpu_seconds(),
             Self::Dhcpd(c, _) => c.cpu_seconds(),
@@ -241,8 +254,90 @@ fn start_dhcpd(topo: &Topology) -> Result<Running, Error> {
     Ok(Running::Dhcpd(child, dir))
 }
 
+/// A failover pair: the primary serves the clients, the partner only replicates.
+struct Pair {
+    // Field order is drop order: servers first, then their network and files.
+    primary: Twinlease,
+    partner: Twinlease,
+    #[expect(dead_code, reason = "held for its drop")]
+    link: VethPair,
+    #[expect(dead_code, reason = "held for its drop")]
+    ns: Netns,
+    #[expect(dead_code, reason = "held for its drop")]
+    dir: tempfile::TempDir,
+}
+
+/// The `[failover]` table of one side of the benchmark pair (partner link 192.0.2.0/30).
+fn failover_toml(role: &str, me: u8) -> String {
+    let peer = 3 - me;
+    format!(
+        "\n[control]\nlisten = \"127.0.0.1:8547\"\n\n[failover]\nname = \"bench\"\nrole = \"{role}\"\n\
+         address = \"192.0.2.{me}\"\npeer-address = \"192.0.2.{peer}\"\nmclt = 3600\n\
+         max-response-delay = 30\nmax-unacked-updates = 2000\nload-balance-split = 256\n"
+    )
+}
+
+fn start_pair(topo: &Topology) -> Result<Running, Error> {
+    let bin = twinlease::release_binary()?;
+    let dir = tempfile::Builder::new().prefix("tl-bench-pair").tempdir()?;
+    let ns = Netns::create("fo")?;
+    let link = VethPair::create(topo.srv(), "fo0", &ns, "fo0", 1)?;
+    topo.srv().add_addr("fo0", "192.0.2.1/30")?;
+    ns.add_addr("fo0", "192.0.2.2/30")?;
+    ns.link_up("lo")?;
+    topo.srv().link_up("lo")?;
+    let (d1, d2) = (dir.path().join("primary"), dir.path().join("partner"));
+    std::fs::create_dir_all(&d1)?;
+    std::fs::create_dir_all(&d2)?;
+    let c = TwinleaseConfig::standard(&d1, topo.subnet(), pool4(), 3600);
+    let conf1 = dir.path().join("primary.toml");
+    std::fs::write(&conf1, c.to_toml() + &failover_toml("primary", 1))?;
+    // The partner has no client interface: the same subnet and pool, selected by nothing.
+    let (first, last) = pool4();
+    let net = topo.subnet();
+    let conf2 = dir.path().join("partner.toml");
+    std::fs::write(
+        &conf2,
+        format!(
+            "[server]\ndata-dir = \"{}\"\nworkers = 2\ndurability = \"fsync\"\n\
+             listen = [\"192.0.2.2:67\"]\n\n[[subnet4]]\nid = 1\nsubnet = \"{}/{}\"\n\
+             lease-time = 3600\n\n[[subnet4.pool]]\nrange = \"{first}-{last}\"\n{}",
+            d2.display(),
+            net.network,
+            net.prefix,
+            failover_toml("secondary", 2)
+        ),
+    )?;
+    let partner = Twinlease::start(&ns, &bin, &conf2, &dir.path().join("partner.log"))?;
+    let primary =
+        Twinlease::start_on_port(topo.srv(), &bin, &conf1, &dir.path().join("primary.log"), 67)?;
+    // Both must be NORMAL before the ladder starts (a fresh pair: RECOVER → NORMAL).
+    let log1 = dir.path().join("primary.log");
+    let normal = process::wait_until(Duration::from_mins(2), || {
+        std::fs::read_to_string(&log1)
+            .ok()
+            .filter(|t| t.contains("to=\"normal\""))
+            .map(|_| true)
+    });
+    if normal != Some(true) {
+        return Err(format!(
+            "the failover pair did not reach NORMAL:\n{}",
+            std::fs::read_to_string(&log1).unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(Running::Pair(Box::new(Pair {
+        primary,
+        partner,
+        link,
+        ns,
+        dir,
+    })))
+}
+
 fn start(kind: ServerKind, topo: &Topology) -> Result<Running, Error> {
     match kind {
+        ServerKind::TwinleaseSocketFailover => start_pair(topo),
         ServerKind::TwinleaseXdp
         | ServerKind::TwinleaseSocket
         | ServerKind::TwinleaseXdp6
@@ -721,7 +816,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
     let mut results = Vec::new();
     for kind in ServerKind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        if args.only.as_ref().is_some_and(|o| *o != name) {
+        if !args.selects(&name) {
             continue;
         }
         let needs: &[&str] = match kind {
@@ -754,7 +849,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
     let date = first_line("date", &["+%F"]);
     // A partial run (`--only`) gets its own files, so it does not replace a full report.
     let stem = match &args.only {
-        Some(only) => format!("{date}-bench-{only}"),
+        Some(only) => format!("{date}-bench-{}", only.replace(',', "-")),
         None => format!("{date}-bench"),
     };
     let dir = workspace_root().join("results");

@@ -134,7 +134,14 @@ impl Args {
     /// Whether `--only` leaves out the server named `name` (its `Debug`, any case).
     fn skips(&self, name: &impl std::fmt::Debug) -> bool {
         let name = format!("{name:?}").to_lowercase();
-        self.only.as_ref().is_some_and(|o| *o != name)
+        !self.selects(&name)
+    }
+
+    /// Whether `--only` (a comma-separated list of names) includes `name`; true without it.
+    pub fn selects(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.split(',').any(|n| n.trim() == name))
     }
 }
 

@@ -11,11 +11,6 @@
 //! cargo run --release -p twinlease-bench --bin failover_resync -- --leases 1000000
 //! ```
 
-#![expect(
-    clippy::cast_precision_loss,
-    reason = "rates for human-readable output"
-)]
-
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;

@@ -881,7 +881,8 @@ pub struct Failover {
     /// Seconds without any message from the partner before the connection is declared down
     /// (draft-12 §8.3).
     pub max_response_delay: u32,
-    /// Binding updates sent ahead of their acknowledgements.
+    /// Binding updates the partner may send ahead of our acknowledgements (we announce it
+    /// in CONNECT; the partner announces its own). Default 2000.
     pub max_unacked_updates: u32,
     /// RFC 3074 hash buckets (of 256) the primary answers in NORMAL; the secondary answers
     /// the rest.

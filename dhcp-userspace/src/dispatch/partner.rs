@@ -257,15 +257,9 @@ impl Worker {
         let held_here = current
             .is_some_and(|c| c.state.holds_address() || c.state == BindingState::Released)
             || shard.holds(upd.addr, true).is_some();
-        if upd.state.holds_address() || upd.state == BindingState::Released {
-            if !held_here && !transferred && !self.free.try_take(upd.addr) {
-                return ApplyOutcome::HeldElsewhere;
-            }
-        } else if held_here {
-            // The binding ended on the partner's side (expired, free, reset...): the address
-            // returns only after the MCLT, through the expiry sweep, as a RELEASED record.
-            upd.state = BindingState::Released;
-            upd.expires = upd.expires.min(now);
+        let ended = !(upd.state.holds_address() || upd.state == BindingState::Released);
+        if !ended && !held_here && !transferred && !self.free.try_take(upd.addr) {
+            return ApplyOutcome::HeldElsewhere;
         }
         if let Some(o) = ours {
             // Keep what we know the partner acknowledged.
@@ -273,6 +267,12 @@ impl Worker {
         }
         shard.upsert(upd);
         records.push(upd);
+        if ended && held_here {
+            // The partner ended the binding (EXPIRED, FREE, RESET): it will not extend it any
+            // more, and the address returns to the share it belongs to (draft-12 §5.2.1,
+            // §5.4).
+            self.free.give_back(upd.addr);
+        }
         ApplyOutcome::Accepted
     }
 

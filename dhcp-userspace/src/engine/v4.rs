@@ -165,11 +165,19 @@ pub struct LoadBalance {
 /// What the failover state (draft-ietf-dhc-failover-12 §9) allows this server to do now: a
 /// snapshot the worker takes once per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one flag per independent permission of the draft-12 §9 per-state rules"
+)]
 pub struct FailoverView {
     /// Whether a failover relationship exists; all other fields are ignored when not.
     pub enabled: bool,
     /// Whether to answer clients at all (not in STARTUP, RECOVER, PAUSED, SHUTDOWN...).
     pub respond: bool,
+    /// Whether clients without a binding to renew are answered at all (DISCOVER,
+    /// SELECTING, INIT-REBOOT); `false`: only RENEWING/REBINDING (RECOVER-DONE, draft-12
+    /// §9.7.1).
+    pub serve_new: bool,
     /// Whether new addresses may be allocated.
     pub allocate: bool,
     /// Which free addresses new allocations come from.
@@ -185,6 +193,7 @@ impl FailoverView {
     pub const STANDALONE: Self = Self {
         enabled: false,
         respond: true,
+        serve_new: true,
         allocate: true,
         share: Share::Any,
         mclt: 0,
@@ -371,6 +380,14 @@ impl Engine {
         if fo.enabled {
             if !fo.respond {
                 return Verdict::Silent("failover_not_serving");
+            }
+            // draft-12 §9.7.1: only DHCPREQUEST/RENEWING and REBINDING.
+            let renewal = kind == MessageType::Request
+                && req.server_id.is_none()
+                && req.requested_ip.is_none()
+                && !req.ciaddr.is_unspecified();
+            if !fo.serve_new && !renewal {
+                return Verdict::Silent("failover_renewals_only");
             }
             // RFC 3074 §5 / draft-12 §5.3: in NORMAL a client outside our hash buckets is the
             // partner's, unless it has been trying for longer than the configured seconds.

@@ -10,9 +10,9 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::{Destination, Engine, Ingress, MAX_REPLY, Verdict};
+use super::{Destination, Engine, FailoverView, Ingress, LoadBalance, MAX_REPLY, Verdict};
 use crate::lease::{BindingState, ClientKey, Lease4};
-use crate::pool::{FreeMap, Shard};
+use crate::pool::{FreeMap, Shard, Share};
 use crate::wire::v4::{
     FLAG_BROADCAST, MessageType, Packet, ReplyHeader, ReplyWriter, Request, Scratch, opt,
 };
@@ -110,6 +110,8 @@ struct Fx {
     engine: Engine,
     free: FreeMap,
     shards: Vec<Shard>,
+    /// What the failover state allows (standalone unless a test sets it).
+    fo: FailoverView,
 }
 
 /// What one request produced.
@@ -226,6 +228,7 @@ impl Fx {
             engine,
             free,
             shards,
+            fo: FailoverView::STANDALONE,
         }
     }
 
@@ -248,12 +251,13 @@ impl Fx {
         };
         let mut out = vec![0u8; MAX_REPLY];
         let mut changes = Vec::new();
-        let verdict = self.engine.handle(
+        let verdict = self.engine.handle_fo(
             &req,
             &ingress,
             now,
             shard,
             &self.free,
+            &self.fo,
             &mut out,
             &mut changes,
         );
@@ -325,6 +329,7 @@ struct Msg {
     rapid: bool,
     ifindex: u32,
     to_broadcast: bool,
+    secs: u16,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -352,6 +357,7 @@ fn discover(n: u8) -> Msg {
         rapid: false,
         ifindex: ETH1,
         to_broadcast: true,
+        secs: 0,
     }
 }
 
@@ -465,7 +471,7 @@ impl Msg {
             hlen: 6,
             hops: u8::from(!self.giaddr.is_unspecified()),
             xid: self.xid,
-            secs: 0,
+            secs: self.secs,
             flags: self.flags,
             ciaddr: self.ciaddr,
             yiaddr: Ipv4Addr::UNSPECIFIED,
@@ -1496,4 +1502,195 @@ proptest! {
             check_invariants(&fx, &acked)?;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Failover rules (draft-ietf-dhc-failover-12), as the engine applies a `FailoverView`.
+
+const MCLT: u32 = 600;
+
+/// A view of a partner in NORMAL without load balancing, allocating from `share`.
+fn fo_view(share: Share) -> FailoverView {
+    FailoverView {
+        enabled: true,
+        respond: true,
+        serve_new: true,
+        allocate: true,
+        share,
+        mclt: MCLT,
+        lb: None,
+    }
+}
+
+/// §5.4: the secondary allocates only BACKUP addresses, the primary only FREE ones; when
+/// its share is empty a server offers nothing rather than the partner's addresses.
+#[test]
+fn failover_allocates_only_from_own_share() {
+    let mut fx = Fx::new();
+    for last in [104, 105, 106] {
+        fx.free.set_backup(ip(10, 0, 0, last), true);
+    }
+    fx.fo = fo_view(Share::Backup);
+    let mut got = Vec::new();
+    for n in 0..3 {
+        let o = fx.send(&discover(n), T0);
+        assert_eq!(o.kind(), Some(MessageType::Offer), "{:?}", o.verdict);
+        got.push(o.reply().yiaddr);
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [ip(10, 0, 0, 104), ip(10, 0, 0, 105), ip(10, 0, 0, 106)]
+    );
+    assert_eq!(
+        fx.send(&discover(3), T0).verdict,
+        Verdict::Drop("pool_exhausted")
+    );
+    // A client asking for a FREE (primary's) address gets none of it from the secondary.
+    let o = fx.send(&discover(4).want(ip(10, 0, 0, 100)), T0);
+    assert_eq!(o.verdict, Verdict::Drop("pool_exhausted"));
+    // The primary's view: FREE addresses only.
+    fx.fo = fo_view(Share::Free);
+    let o = fx.send(&discover(5).want(ip(10, 0, 0, 104)), T0);
+    assert_eq!(o.kind(), Some(MessageType::Offer));
+    assert!(!fx.free.is_backup(o.reply().yiaddr), "{}", o.reply().yiaddr);
+}
+
+/// §5.2.1: a new client's lease is at most the MCLT; once the partner acknowledged the
+/// potential expiry sent ahead, the renewal gets the full time; the record is marked as an
+/// update still to send.
+#[test]
+fn failover_mclt_bounds_lease_time_until_the_partner_acknowledges() {
+    let mut fx = Fx::new();
+    fx.fo = fo_view(Share::Any);
+    let m = discover(1);
+    let o = fx.send(&m, T0);
+    assert_eq!(o.reply().u32_opt(opt::LEASE_TIME), Some(MCLT));
+    let a = o.reply().yiaddr;
+    let ack = fx.send(&m.clone().selecting(a, SERVER_ID), T0);
+    assert_eq!(ack.kind(), Some(MessageType::Ack));
+    assert_eq!(ack.reply().u32_opt(opt::LEASE_TIME), Some(MCLT));
+    // T1/T2 keep their proportions of the shortened lease.
+    assert_eq!(ack.reply().u32_opt(opt::RENEWAL_T1), Some(MCLT / 2));
+    assert!(ack.changes.iter().all(|c| c.update_pending));
+    // Renewal before the partner acknowledged anything: still the MCLT from now.
+    let r = fx.send(&m.clone().renewing(a), T0 + 100);
+    assert_eq!(r.reply().u32_opt(opt::LEASE_TIME), Some(MCLT));
+    // The partner acknowledges a potential expiry of T0 + 3600.
+    let key = m.key();
+    let shards = fx.shards.len();
+    let cltt = fx.lease_at(a).unwrap().cltt;
+    fx.shards[key.shard(shards)]
+        .partner_acked(a, &key, cltt, T0 + 3600)
+        .expect("record");
+    let r = fx.send(&m.clone().renewing(a), T0 + 200);
+    assert_eq!(r.reply().u32_opt(opt::LEASE_TIME), Some(3600));
+    // Never past acknowledged + MCLT.
+    let r = fx.send(&m.clone().renewing(a).lease_secs(7200), T0 + 200);
+    assert_eq!(r.reply().u32_opt(opt::LEASE_TIME), Some(3600 + MCLT - 200));
+}
+
+/// §9.7.1 (RECOVER-DONE): only RENEWING and REBINDING are answered; unresponsive states
+/// answer nothing.
+#[test]
+fn failover_renewals_only_and_unresponsive_states() {
+    let mut fx = Fx::new();
+    let m = discover(1);
+    let a = fx.lease(&m, T0);
+    fx.fo = FailoverView {
+        serve_new: false,
+        allocate: false,
+        ..fo_view(Share::Any)
+    };
+    assert_eq!(
+        fx.send(&discover(2), T0).verdict,
+        Verdict::Silent("failover_renewals_only")
+    );
+    assert_eq!(
+        fx.send(&m.clone().init_reboot(a), T0).verdict,
+        Verdict::Silent("failover_renewals_only")
+    );
+    assert_eq!(
+        fx.send(&m.clone().renewing(a), T0 + 10).kind(),
+        Some(MessageType::Ack)
+    );
+    assert_eq!(
+        fx.send(&m.clone().rebinding(a), T0 + 10).kind(),
+        Some(MessageType::Ack)
+    );
+    fx.fo = FailoverView {
+        respond: false,
+        ..fo_view(Share::Any)
+    };
+    assert_eq!(
+        fx.send(&m.clone().renewing(a), T0 + 20).verdict,
+        Verdict::Silent("failover_not_serving")
+    );
+}
+
+/// RFC 3074 in NORMAL: a client of the partner's hash buckets is left to the partner, unless
+/// its `secs` is above load-balance-max-seconds; renewals are answered whatever the bucket.
+#[test]
+fn failover_load_balancing() {
+    let mut fx = Fx::new();
+    let m = discover(1);
+    let a = fx.lease(&m, T0);
+    fx.fo = FailoverView {
+        lb: Some(LoadBalance {
+            buckets: crate::failover::Buckets::NONE,
+            max_secs: 3,
+        }),
+        ..fo_view(Share::Any)
+    };
+    assert_eq!(
+        fx.send(&discover(2), T0).verdict,
+        Verdict::Silent("failover_lb_partner")
+    );
+    let mut late = discover(2);
+    late.secs = 4;
+    assert_eq!(fx.send(&late, T0).kind(), Some(MessageType::Offer));
+    assert_eq!(
+        fx.send(&m.clone().renewing(a), T0 + 10).kind(),
+        Some(MessageType::Ack)
+    );
+    fx.fo.lb = Some(LoadBalance {
+        buckets: crate::failover::Buckets::ALL,
+        max_secs: 3,
+    });
+    assert_eq!(fx.send(&discover(3), T0).kind(), Some(MessageType::Offer));
+}
+
+/// §5.2.1: with a partner a released address is not free until the MCLT has passed (the
+/// partner may have extended the binding meanwhile).
+#[test]
+fn failover_released_address_waits_the_mclt() {
+    let mut fx = Fx::new();
+    fx.fo = fo_view(Share::Any);
+    let m = discover(1);
+    let a = fx.lease(&m, T0);
+    assert_eq!(
+        fx.send(&m.clone().release(a), T0 + 10).verdict,
+        Verdict::Silent("released")
+    );
+    assert!(!fx.free.is_free(a), "held for the MCLT");
+    // Another client cannot get it.
+    let o = fx.send(&discover(2).want(a), T0 + 20);
+    assert_ne!(o.reply().yiaddr, a);
+    // The sweep frees it only MCLT after the end, as FREE, marked for the partner.
+    for s in &mut fx.shards {
+        s.reclaim_delayed(T0 + 10 + MCLT - 1, 100_000, &fx.free, MCLT, &mut |_| {});
+    }
+    assert!(!fx.free.is_free(a));
+    let mut ended = Vec::new();
+    for s in &mut fx.shards {
+        s.reclaim_delayed(T0 + 10 + MCLT, 100_000, &fx.free, MCLT, &mut |l| {
+            ended.push(*l);
+        });
+    }
+    assert!(fx.free.is_free(a));
+    assert!(
+        ended
+            .iter()
+            .any(|l| l.addr == a && l.state == BindingState::Free && l.update_pending)
+    );
 }

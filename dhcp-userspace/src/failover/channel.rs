@@ -166,6 +166,7 @@ pub struct SharedView {
 const RESPOND: u64 = 1;
 const ALLOCATE: u64 = 2;
 const LB: u64 = 4;
+const SERVE_NEW: u64 = 8;
 const SHARE_SHIFT: u32 = 8;
 
 impl SharedView {
@@ -180,7 +181,18 @@ impl SharedView {
     }
 
     /// Publish what the current state allows.
-    pub fn publish(&self, respond: bool, allocate: bool, share: Share, load_balance: bool) {
+    #[expect(
+        clippy::fn_params_excessive_bools,
+        reason = "the independent permissions of the draft-12 §9 per-state rules, packed here"
+    )]
+    pub fn publish(
+        &self,
+        respond: bool,
+        serve_new: bool,
+        allocate: bool,
+        share: Share,
+        load_balance: bool,
+    ) {
         let share = match share {
             Share::Any => 0u64,
             Share::Free => 1,
@@ -189,6 +201,7 @@ impl SharedView {
         let w = (u64::from(respond) * RESPOND)
             | (u64::from(allocate) * ALLOCATE)
             | (u64::from(load_balance) * LB)
+            | (u64::from(serve_new) * SERVE_NEW)
             | (share << SHARE_SHIFT);
         self.word.store(w, Ordering::Release);
     }
@@ -200,6 +213,7 @@ impl SharedView {
         FailoverView {
             enabled: true,
             respond: w & RESPOND != 0,
+            serve_new: w & SERVE_NEW != 0,
             allocate: w & ALLOCATE != 0,
             share: match (w >> SHARE_SHIFT) & 3 {
                 0 => Share::Any,

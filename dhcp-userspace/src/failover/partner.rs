@@ -722,6 +722,7 @@ impl Partner {
         let share = if p.partner_free_now { Share::Any } else { own };
         self.view.publish(
             p.respond,
+            p.serve_new,
             p.serve_new && p.allocate_own,
             share,
             p.load_balance,

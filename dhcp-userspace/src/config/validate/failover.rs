@@ -122,7 +122,7 @@ pub(super) fn check_failover(c: &mut Checker<'_>, raw: RawFailover) -> Option<Fa
             "must be at least 2 seconds (CONTACT is sent at a third of it)",
         );
     }
-    let max_unacked_updates = raw.max_unacked_updates.unwrap_or(100);
+    let max_unacked_updates = raw.max_unacked_updates.unwrap_or(2000);
     if max_unacked_updates == 0 || max_unacked_updates > 65_535 {
         c.err("failover.max-unacked-updates", "must be 1 to 65535");
     }
