@@ -180,11 +180,40 @@ fn subnet6() -> Subnet6 {
     s
 }
 
-fn start_twinlease(kind: ServerKind, topo: &Topology) -> Result<Running, Error> {
+/// Write `n` active leases into the store at `data` before the server starts
+/// (`twinlease-bench`'s `store_fill`, release build).
+fn prefill(data: &std::path::Path, n: u32) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (first, last) = pool4();
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["run", "--quiet", "--release", "-p", "twinlease-bench", "--bin", "store_fill", "--"])
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--leases",
+            &n.to_string(),
+            "--first",
+            &first.to_string(),
+            "--last",
+            &last.to_string(),
+        ])
+        .current_dir(workspace_root());
+    let out = process::run(&mut cmd, Duration::from_mins(30))?;
+    if !out.status.success() {
+        return Err(format!("store_fill failed:\n{}", out.stderr).into());
+    }
+    print!("bench: {}", out.stdout);
+    Ok(())
+}
+
+fn start_twinlease(kind: ServerKind, topo: &Topology, fill: u32) -> Result<Running, Error> {
     let bin = twinlease::release_binary()?;
     let dir = tempfile::Builder::new().prefix("tl-bench").tempdir()?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
+    if fill > 0 {
+        prefill(&data, fill)?;
+    }
     let mut c = TwinleaseConfig::standard(&data, topo.subnet(), pool4(), 3600);
     if matches!(kind, ServerKind::TwinleaseXdp | ServerKind::TwinleaseXdp6) {
         "xdp".clone_into(&mut c.io);
@@ -335,13 +364,13 @@ fn start_pair(topo: &Topology) -> Result<Running, Error> {
     })))
 }
 
-fn start(kind: ServerKind, topo: &Topology) -> Result<Running, Error> {
+fn start(kind: ServerKind, topo: &Topology, fill: u32) -> Result<Running, Error> {
     match kind {
         ServerKind::TwinleaseSocketFailover => start_pair(topo),
         ServerKind::TwinleaseXdp
         | ServerKind::TwinleaseSocket
         | ServerKind::TwinleaseXdp6
-        | ServerKind::TwinleaseSocket6 => start_twinlease(kind, topo),
+        | ServerKind::TwinleaseSocket6 => start_twinlease(kind, topo, fill),
         ServerKind::Kea4 => {
             let mut o = KeaOptions::new(SERVER_IF, topo.subnet(), pool4());
             o.multi_threading = Some((2, 64));
@@ -434,9 +463,9 @@ fn generator_args(kind: ServerKind, secs: u32) -> Vec<String> {
     a
 }
 
-fn measure(kind: ServerKind, topo: &Topology, secs: u32) -> Result<Measured, Error> {
+fn measure(kind: ServerKind, topo: &Topology, secs: u32, fill: u32) -> Result<Measured, Error> {
     let gen_bin = bench_binary(true)?;
-    let running = start(kind, topo)?;
+    let running = start(kind, topo, fill)?;
     let cpu0 = running.cpu_seconds();
     let args = generator_args(kind, secs);
     println!("bench: {kind:?}: twinlease_bench {}", args.join(" "));
@@ -484,7 +513,7 @@ fn measure(kind: ServerKind, topo: &Topology, secs: u32) -> Result<Measured, Err
         r
     });
     let perfdhcp = {
-        let running = start(kind, topo)?;
+        let running = start(kind, topo, fill)?;
         let mut p = if kind.v6() {
             PerfdhcpOptions::new_v6(CLIENT_IF, 1_000_000, Lease6Kind::AddressAndPrefix)
         } else {
@@ -827,7 +856,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         };
         let outcome = require_programs(needs)
             .map_err(Error::from)
-            .and_then(|()| measure(kind, &topo, secs));
+            .and_then(|()| measure(kind, &topo, secs, args.prefill));
         match outcome {
             Ok(m) => results.push(m),
             Err(e) => {
@@ -852,12 +881,26 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         Some(only) => format!("{date}-bench-{}", only.replace(',', "-")),
         None => format!("{date}-bench"),
     };
+    let stem = if args.prefill > 0 {
+        format!("{stem}-prefill{}", args.prefill)
+    } else {
+        stem
+    };
     let dir = workspace_root().join("results");
     std::fs::create_dir_all(&dir)?;
     let svg_path = dir.join(format!("{stem}.svg"));
     std::fs::write(&svg_path, svg(&results))?;
     let md_path = dir.join(format!("{stem}.md"));
-    let text = report(&date, &stem, secs, &results, &machine);
+    let mut text = report(&date, &stem, secs, &results, &machine);
+    if args.prefill > 0 {
+        let _ = write!(
+            text,
+            "\nScale: each twinlease server started on a store already holding {} active leases \
+             (written by `store_fill`, durable), so every rung ran against a store of at least that \
+             size (`--prefill {}`).\n",
+            args.prefill, args.prefill
+        );
+    }
     std::fs::write(&md_path, &text)?;
     println!("{text}\nbench: written to {}", md_path.display());
     println!("bench: plot written to {}", svg_path.display());

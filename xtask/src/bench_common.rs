@@ -114,21 +114,35 @@ pub fn measure(
 pub struct Args {
     pub secs: u32,
     pub only: Option<String>,
+    /// Active leases written into twinlease's store before it starts (`--prefill N`, only
+    /// `cargo xtask bench`): steady state with a big store.
+    pub prefill: u32,
 }
 
 impl Args {
     pub fn parse(args: &[String]) -> Result<Self, Error> {
         let mut secs = 5;
         let mut only = None;
+        let mut prefill = 0;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--secs" => secs = it.next().and_then(|s| s.parse().ok()).ok_or("--secs N")?,
                 "--only" => only = it.next().cloned(),
+                "--prefill" => {
+                    prefill = it
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("--prefill N")?;
+                }
                 other => return Err(format!("unknown argument {other:?}").into()),
             }
         }
-        Ok(Self { secs, only })
+        Ok(Self {
+            secs,
+            only,
+            prefill,
+        })
     }
 
     /// Whether `--only` leaves out the server named `name` (its `Debug`, any case).

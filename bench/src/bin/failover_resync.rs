@@ -13,17 +13,11 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use twinlease::config;
 use twinlease::dispatch::Server;
-use twinlease::lease::{BindingState, ClientKey, Lease4};
-use twinlease::pool::v6::Space6;
-use twinlease::pool::{FreeMap, PoolRange};
-use twinlease::store;
-use twinlease::wal::{Durability, WalOptions};
 
 /// Command-line arguments.
 #[derive(Parser, Debug)]
@@ -48,11 +42,6 @@ struct Args {
 
 const PORT: u16 = 16_647;
 
-fn now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
-}
 
 /// A /12 holds the pool: 10.16.0.0 – 10.31.255.255.
 fn pool_end(leases: u32) -> Ipv4Addr {
@@ -98,51 +87,6 @@ range = "10.16.0.10-{end}"
     )
 }
 
-/// Write `n` active leases into a fresh store at `data` (as the primary would have made them).
-fn fill(data: &Path, workers: usize, n: u32) {
-    let pool = PoolRange {
-        id: 1,
-        subnet_id: 1,
-        start: Ipv4Addr::new(10, 16, 0, 10),
-        end: pool_end(n),
-    };
-    let free = FreeMap::new(&[pool], workers, &|_| false).expect("pool");
-    let space6 = Arc::new(Space6::new(&[], workers, &[]).expect("no v6 pools"));
-    let opts = WalOptions {
-        segment_size: 64 << 20,
-        durability: Durability::Fsync,
-    };
-    let (mut stores, _) =
-        store::open(data, workers, opts, &free, &|_| false, &space6).expect("open store");
-    let t = now();
-    let first = u32::from(pool.start);
-    for i in 0..n {
-        let mac = [2, 0x10, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let client = ClientKey::from_hw(1, &mac).expect("key");
-        let l = Lease4 {
-            addr: Ipv4Addr::from(first + i),
-            state: BindingState::Active,
-            client,
-            chaddr: mac,
-            subnet_id: 1,
-            expires: t + 3600,
-            cltt: t,
-            partner_expires: 0,
-            update_pending: true,
-        };
-        let w = client.shard(workers);
-        stores[w].append(&l).expect("append");
-        if i % 65_536 == 0 {
-            for s in &mut stores {
-                s.wal.commit().expect("commit");
-            }
-        }
-    }
-    for s in &mut stores {
-        s.wal.commit().expect("commit");
-    }
-}
-
 fn main() {
     let args = Args::parse();
     let tmp = tempfile::Builder::new()
@@ -153,7 +97,15 @@ fn main() {
     std::fs::create_dir_all(&a_dir).expect("mkdir");
     std::fs::create_dir_all(&b_dir).expect("mkdir");
     let t0 = Instant::now();
-    fill(&a_dir, args.workers, args.leases);
+    twinlease_bench::fill::fill_store(
+        &a_dir,
+        args.workers,
+        Ipv4Addr::new(10, 16, 0, 10),
+        pool_end(args.leases),
+        args.leases,
+        3600,
+    )
+    .expect("fill the primary's store");
     eprintln!(
         "filled the primary's store with {} leases in {:.1} s",
         args.leases,
