@@ -177,6 +177,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    server.set_config_path(path);
     if account.is_some() || cfg.server.drop_capabilities {
         match crate::privilege::drop_privileges(account.as_ref(), cfg.server.drop_capabilities) {
             Ok(d) => {
@@ -219,9 +220,25 @@ fn run(path: &Path) -> ExitCode {
             continue;
         }
         if sig == libc::SIGHUP {
-            tracing::warn!(
-                "SIGHUP: configuration reload is not supported yet; restart to apply changes"
-            );
+            match server.reload() {
+                Ok(r) => tracing::info!(
+                    pause_us = u64::try_from(r.pause.as_micros()).unwrap_or(u64::MAX),
+                    "SIGHUP: configuration reloaded"
+                ),
+                Err(e) => {
+                    let lines = e.lines();
+                    for line in &lines {
+                        tracing::error!("{line}");
+                    }
+                    if lines.is_empty() {
+                        tracing::error!("SIGHUP: {e}; the running configuration is kept");
+                    } else {
+                        tracing::error!(
+                            "SIGHUP: reload refused; the running configuration is kept"
+                        );
+                    }
+                }
+            }
             continue;
         }
         tracing::info!(signal = sig, "stopping");
