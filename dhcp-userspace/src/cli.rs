@@ -98,18 +98,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TWINLEASE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files and journald get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
-}
-
 fn check_config(file: &Path) -> ExitCode {
     match config::load(file) {
         Ok(c) => {
@@ -145,7 +133,7 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn run(path: &Path) -> ExitCode {
-    init_logging();
+    crate::logging::init(None);
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(errs) => {
@@ -153,6 +141,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    crate::logging::apply_config(cfg.server.log.as_deref());
     let fail = |e: &dyn std::fmt::Display| {
         tracing::error!("cannot start: {e}");
         eprintln!("twinlease: cannot start: {e}");

@@ -464,6 +464,11 @@ impl Reloader {
         {
             tracing::warn!("reload: the failover partner thread did not take the new pools");
         }
+        if state.config.server.log != new.server.log
+            && crate::logging::apply_config(new.server.log.as_deref())
+        {
+            tracing::info!(filter = ?new.server.log, "reload: log filter changed");
+        }
         report.subnets4 = new.subnet4.len();
         report.pools4 = plan.free.pools().len();
         report.subnets6 = new.subnet6.len();
