@@ -429,3 +429,90 @@ fn reload_under_load_keeps_every_acked_lease() {
         assert_eq!(store.get(&mac_text(*i)), Some(a), "client {i}");
     }
 }
+
+/// `twinlease run` reloads its file on SIGHUP: a new pool is served, an invalid file is
+/// refused with its `file: field: reason` lines in the log and the running configuration kept.
+#[test]
+fn sighup_reloads_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(0);
+    let port = free_port();
+    relay.server = std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let setup = Setup {
+        dir: dir.path(),
+        port,
+        relay_port: relay.port(),
+        workers: 2,
+        durability: "fsync",
+    };
+    let file = dir.path().join("twinlease.toml");
+    // No control API (SIGHUP only); the log filter from the file.
+    let write = |pools: &[&str]| {
+        let text = config_text(&setup, pools, "198.18.0.1", 3600, "")
+            .replace("[control]\nlisten = \"127.0.0.1:0\"\n", "")
+            .replacen("[server]\n", "[server]\nlog = \"info\"\n", 1);
+        std::fs::write(&file, text).unwrap();
+    };
+    write(&["198.18.1.10-198.18.1.17"]);
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_twinlease"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .env_remove("TWINLEASE_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let proc = common::Proc(child);
+    let pid = i32::try_from(proc.id()).unwrap();
+    let mut xid = 0x7000;
+    let mut next = |relay: &Relay, i: u32| {
+        xid += 4;
+        dora(relay, i, xid)
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        if let Some(a) = next(&relay, 1).filter(|a| a.kind == MessageType::Ack as u8) {
+            break a;
+        }
+        assert!(Instant::now() < end, "server did not answer");
+    };
+    assert!(in_range(first.yiaddr, [198, 18, 1, 10], [198, 18, 1, 17]));
+
+    write(&["198.18.2.10-198.18.2.19"]);
+    // Safety: `pid` is our child, alive (it answered); SIGHUP is a plain signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut i = 2;
+    loop {
+        let ack = next(&relay, i).unwrap();
+        i += 1;
+        if in_range(ack.yiaddr, [198, 18, 2, 10], [198, 18, 2, 19]) {
+            break;
+        }
+        assert!(Instant::now() < end, "the new pool is not served: {ack:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Invalid: a range outside the subnet. Refused, logged, the pool of the last reload kept.
+    write(&["10.9.9.1-10.9.9.9"]);
+    // Safety: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let end = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let t = std::fs::read_to_string(&log).unwrap();
+        if t.contains("reload refused") {
+            break t;
+        }
+        assert!(Instant::now() < end, "no refusal logged:\n{t}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("configuration reloaded"), "{text}");
+    assert!(text.contains("subnet4[0].pool[0]"), "{text}");
+    let ack = next(&relay, 50).unwrap();
+    assert!(
+        in_range(ack.yiaddr, [198, 18, 2, 10], [198, 18, 2, 19]),
+        "{ack:?}"
+    );
+    drop(proc);
+}

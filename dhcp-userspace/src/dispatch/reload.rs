@@ -619,3 +619,203 @@ pub fn restart_only_changes(old: &Config, new: &Config, file: &str) -> Vec<Confi
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::ClientKey;
+    use crate::wal::{Durability, WalOptions};
+
+    const OPTS: WalOptions = WalOptions {
+        segment_size: 1 << 16,
+        durability: Durability::None,
+    };
+    const NOW: u32 = 1_000_000;
+
+    fn cfg(pools: &[&str], extra: &str) -> Config {
+        let mut text = String::from(
+            "[server]\nworkers = 2\n[[subnet4]]\nid = 1\nsubnet = \"10.0.0.0/16\"\nrelay-addresses = [\"10.0.0.1\"]\n",
+        );
+        for p in pools {
+            text.push_str("[[subnet4.pool]]\nrange = \"");
+            text.push_str(p);
+            text.push_str("\"\n");
+        }
+        text.push_str(extra);
+        crate::config::parse(&text, "t.toml").unwrap()
+    }
+
+    fn lease(last: [u8; 2], mac: u8, state: BindingState, expires: u32) -> Lease4 {
+        Lease4 {
+            addr: Ipv4Addr::new(10, 0, last[0], last[1]),
+            state,
+            client: ClientKey::from_client_id(&[1, 2, 0, 0, 0, 0, mac]).unwrap(),
+            chaddr: [2, 0, 0, 0, 0, mac],
+            subnet_id: 1,
+            expires,
+            cltt: NOW - 100,
+            partner_expires: 0,
+            update_pending: false,
+        }
+    }
+
+    fn map(c: &Config) -> (Engine, Arc<FreeMap>) {
+        let (e, ranges) = crate::engine::build_v4(c);
+        let reserved: Vec<Ipv4Addr> = e.reserved_addresses().collect();
+        let f = FreeMap::new(&ranges, 2, &|a| reserved.contains(&a)).unwrap();
+        (e, Arc::new(f))
+    }
+
+    #[test]
+    fn workers_claim_their_addresses_and_keep_the_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_cfg = cfg(&["10.0.0.10-10.0.0.49", "10.0.1.10-10.0.1.19"], "");
+        let (old_engine, old) = map(&old_cfg);
+        let space = Arc::new(Space6::new(&[], 2, &[]).unwrap());
+        let (mut stores, _) =
+            crate::store::open(dir.path(), 2, OPTS, &old, &|_| false, &space).unwrap();
+        let leases = [
+            lease([0, 10], 1, BindingState::Active, NOW + 3600),
+            lease([0, 11], 2, BindingState::Abandoned, NOW + 3600),
+            // Released 10 s ago: within the MCLT, still held (draft-12 §5.2.1).
+            lease([0, 12], 3, BindingState::Released, NOW - 10),
+            // Released long ago: holds nothing.
+            lease([0, 13], 4, BindingState::Released, NOW - 10_000),
+            lease([0, 14], 5, BindingState::Expired, NOW - 10),
+            // In pool B, which the reload removes.
+            lease([1, 10], 6, BindingState::Active, NOW + 3600),
+        ];
+        for l in leases {
+            if l.state.holds_address() || l.addr.octets()[3] == 12 {
+                assert!(old.try_take(l.addr));
+            }
+            stores[l.client.shard(2)].shard.upsert(l);
+        }
+        // An offer held by a client of its shard.
+        let offer = lease([0, 20], 7, BindingState::Active, NOW + 3600);
+        assert!(old.try_take(offer.addr));
+        stores[offer.client.shard(2)]
+            .shard
+            .hold_offer(offer, NOW + 30);
+        // The secondary's share.
+        for a in [30, 31] {
+            old.set_backup(Ipv4Addr::new(10, 0, 0, a), true);
+        }
+
+        // Pool A grows, pool B goes, a reservation appears on a bound address.
+        let res = "[[subnet4.reservation]]\nhw-address = \"02:00:00:00:00:63\"\naddress = \"10.0.0.10\"\n";
+        let new_cfg = cfg(&["10.0.0.10-10.0.0.59"], res);
+        let (new_engine, new) = map(&new_cfg);
+        let ticket = ReloadTicket(Arc::new(Plan {
+            engine: Arc::new(new_engine),
+            engine6: None,
+            free: Arc::clone(&new),
+            space6: Arc::clone(&space),
+            gate: Gate::new(2),
+        }));
+        let old_engine = Arc::new(old_engine);
+        let replies: Vec<CtlReply> = std::thread::scope(|sc| {
+            let handles: Vec<_> = stores
+                .iter_mut()
+                .enumerate()
+                .map(|(w, st)| {
+                    let (ticket, old, old_engine) = (&ticket, &old, &old_engine);
+                    sc.spawn(move || {
+                        let mut free = Arc::clone(old);
+                        let mut engine = Arc::clone(old_engine);
+                        let mut engine6 = None;
+                        let r = serve_worker(
+                            ticket,
+                            &mut WorkerSide {
+                                id: w,
+                                store: st,
+                                free: &mut free,
+                                engine: &mut engine,
+                                engine6: &mut engine6,
+                                mclt: Some(3600),
+                            },
+                            NOW,
+                        );
+                        assert!(Arc::ptr_eq(&free, &ticket.0.free), "worker {w} swapped");
+                        assert!(Arc::ptr_eq(&engine, &ticket.0.engine));
+                        r
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut report = ReloadReport::default();
+        for r in &replies {
+            let CtlReply::Reloaded(w) = r else {
+                panic!("{r:?}")
+            };
+            report.add(w);
+        }
+        assert_eq!(report.orphaned_v4, 1, "{report:?}");
+        assert_eq!(report.reserved_in_use, 1, "{report:?}");
+        assert_eq!(report.offers_dropped, 0);
+        let a = |x: u8| Ipv4Addr::new(10, 0, 0, x);
+        for held in [10, 11, 12, 20] {
+            assert!(!new.is_free(a(held)), ".{held} held in the new map");
+        }
+        for free in [13, 14, 15, 50, 59] {
+            assert!(new.is_free(a(free)), ".{free} free in the new map");
+        }
+        assert!(new.is_backup(a(30)) && new.is_backup(a(31)));
+        assert!(!new.is_backup(a(32)) && !new.is_backup(a(50)));
+        // The long-released record no longer claims its address (the sweep must not free it).
+        let st13 = &stores[leases[3].client.shard(2)];
+        assert_eq!(
+            st13.shard.get_by_addr(a(13)).map(|l| l.state),
+            Some(BindingState::Free)
+        );
+        // The lease of the removed pool is kept.
+        let b = Ipv4Addr::new(10, 0, 1, 10);
+        assert!(
+            stores[leases[5].client.shard(2)]
+                .shard
+                .get_by_addr(b)
+                .is_some()
+        );
+        // Free count of the grown pool: 50 addresses, 4 held, 1 reserved (and held).
+        assert_eq!(new.free_count(1), 50 - 4);
+    }
+
+    #[test]
+    fn an_abandoned_reload_changes_nothing() {
+        let gate = Arc::new(Gate::new(2));
+        let g = Arc::clone(&gate);
+        let t = std::thread::spawn(move || g.arrive());
+        while gate.state.lock().unwrap().arrived == 0 {
+            std::thread::yield_now();
+        }
+        gate.abort();
+        assert!(!t.join().unwrap(), "the waiting worker gives up");
+        assert!(!gate.arrive(), "a late worker does not wait");
+        // Once everyone arrived, an abort comes too late: the reload completes.
+        let gate = Arc::new(Gate::new(2));
+        let g = Arc::clone(&gate);
+        let t = std::thread::spawn(move || g.arrive());
+        assert!(gate.arrive());
+        gate.abort();
+        assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn restart_only_settings_are_named() {
+        let old = cfg(&["10.0.0.10-10.0.0.49"], "");
+        let mut new = cfg(&["10.0.0.10-10.0.0.59"], "");
+        assert!(restart_only_changes(&old, &new, "f").is_empty());
+        new.server.offer_hold_secs = 7;
+        new.server.log = Some("debug".into());
+        assert!(restart_only_changes(&old, &new, "f").is_empty());
+        new.server.listen = vec!["127.0.0.1:6767".parse().unwrap()];
+        new.server.durability = crate::config::Durability::None;
+        new.control = Some(crate::config::Control::default());
+        let e = restart_only_changes(&old, &new, "f");
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["server.durability", "server.listen", "control"]);
+        assert!(e[0].to_string().starts_with("f: server.durability: "));
+        assert!(e[0].reason.contains("restart"));
+    }
+}
