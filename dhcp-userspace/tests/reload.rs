@@ -300,6 +300,17 @@ fn reload_changes_pools_options_reservations_and_refuses_bad_configs() {
     assert!(text.starts_with("reloaded: 1 subnet4 (2 pools)"), "{text}");
     let stats = ctl.pool_stats().unwrap();
     assert_eq!(stats.len(), 2);
+    let metrics = api.request("GET", "/metrics").unwrap().1;
+    for line in [
+        "twinlease_reloads_total{result=\"ok\"} 3",
+        "twinlease_reloads_total{result=\"refused\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("twinlease_reload_pause_seconds "),
+        "{metrics}"
+    );
     server.shutdown();
     // A handle of a stopped server cannot reload.
     assert!(matches!(

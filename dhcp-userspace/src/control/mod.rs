@@ -408,6 +408,12 @@ impl Handle {
         }
     }
 
+    /// Reloads so far (`None` for a handle not attached to a running server).
+    #[must_use]
+    pub fn reload_counters(&self) -> Option<crate::dispatch::reload::ReloadCounters> {
+        self.reloader.as_ref().map(|r| r.counters())
+    }
+
     /// Attach the failover relationship (the server does this when it has one).
     pub fn set_failover(&mut self, fo: FailoverControl) {
         self.failover = Some(fo);

@@ -349,8 +349,22 @@ pub(crate) fn serve_worker(t: &ReloadTicket, w: &mut WorkerSide<'_>, now: u32) -
     CtlReply::Reloaded(r)
 }
 
+/// Counts of the reloads since the start (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadCounters {
+    /// Reloads applied.
+    pub ok: u64,
+    /// Reloads refused: an invalid file, or a setting that needs a restart.
+    pub refused: u64,
+    /// Reloads abandoned because the workers could not all be stopped.
+    pub failed: u64,
+    /// The pause of the last reload applied, microseconds.
+    pub last_pause_us: u64,
+}
+
 /// The reloader: holds the running configuration and replaces it. One reload at a time.
 pub struct Reloader {
+    counters: Mutex<ReloadCounters>,
     workers: Vec<Sender<CtlRequest>>,
     ifaces: Arc<Vec<Interface>>,
     pools: SharedPools,
@@ -381,11 +395,31 @@ impl Reloader {
         partner: Option<tokio::sync::mpsc::Sender<crate::failover::partner::Command>>,
     ) -> Self {
         Self {
+            counters: Mutex::new(ReloadCounters::default()),
             workers,
             ifaces,
             pools,
             partner,
             state: Mutex::new(State { config, path: None }),
+        }
+    }
+
+    /// Reloads so far.
+    #[must_use]
+    pub fn counters(&self) -> ReloadCounters {
+        self.counters.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn count(&self, r: &Result<ReloadReport, ReloadError>) {
+        if let Ok(mut c) = self.counters.lock() {
+            match r {
+                Ok(rep) => {
+                    c.ok += 1;
+                    c.last_pause_us = u64::try_from(rep.pause.as_micros()).unwrap_or(u64::MAX);
+                }
+                Err(ReloadError::Invalid(_)) => c.refused += 1,
+                Err(_) => c.failed += 1,
+            }
         }
     }
 
@@ -404,12 +438,24 @@ impl Reloader {
             .ok()
             .and_then(|s| s.path.clone())
             .ok_or(ReloadError::NoFile)?;
-        let config = crate::config::load(&path).map_err(ReloadError::Invalid)?;
-        self.apply(config, &path.display().to_string())
+        match crate::config::load(&path) {
+            Ok(config) => self.apply(config, &path.display().to_string()),
+            Err(e) => {
+                let r = Err(ReloadError::Invalid(e));
+                self.count(&r);
+                r
+            }
+        }
     }
 
     /// Replace the running configuration by `new` (already validated).
     pub fn apply(&self, new: Config, file: &str) -> Result<ReloadReport, ReloadError> {
+        let r = self.apply_counted(new, file);
+        self.count(&r);
+        r
+    }
+
+    fn apply_counted(&self, new: Config, file: &str) -> Result<ReloadReport, ReloadError> {
         let Ok(mut state) = self.state.lock() else {
             return Err(ReloadError::Workers("reloader state poisoned".into()));
         };
