@@ -828,6 +828,80 @@ mod tests {
     }
 
     #[test]
+    fn dhcpv6_space_is_swapped_and_orphans_counted() {
+        use crate::lease::{IaKind, Lease6};
+        use crate::pool::v6::{Pool6, Pool6Kind};
+        use std::net::Ipv6Addr;
+        let na = |id: u32, a: &str, b: &str| Pool6 {
+            id,
+            subnet_id: 1,
+            kind: Pool6Kind::Na {
+                start: a.parse().unwrap(),
+                end: b.parse().unwrap(),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, free) = map(&cfg(&["10.0.0.10-10.0.0.49"], ""));
+        let old6 =
+            Arc::new(Space6::new(&[na(1, "2001:db8::100", "2001:db8::1ff")], 1, &[]).unwrap());
+        let (mut stores, _) =
+            crate::store::open(dir.path(), 1, OPTS, &free, &|_| false, &old6).unwrap();
+        let key = ClientKey::from_duid(&[0, 3, 0, 1, 2, 0, 0, 0, 0, 9]).unwrap();
+        let addr: Ipv6Addr = "2001:db8::105".parse().unwrap();
+        stores[0].shard6.upsert(Lease6 {
+            kind: IaKind::Na,
+            addr,
+            prefix_len: 128,
+            state: BindingState::Active,
+            client: key,
+            iaid: 1,
+            subnet_id: 1,
+            preferred_until: NOW + 100,
+            expires: NOW + 200,
+            cltt: NOW,
+            partner_expires: 0,
+            update_pending: false,
+        });
+        // The pool is replaced by another range.
+        let new6 =
+            Arc::new(Space6::new(&[na(1, "2001:db8::1000", "2001:db8::10ff")], 1, &[]).unwrap());
+        let ticket = ReloadTicket(Arc::new(Plan {
+            engine: Arc::new(engine),
+            engine6: None,
+            free: Arc::clone(&free),
+            space6: Arc::clone(&new6),
+            gate: Gate::new(1),
+        }));
+        let mut own_free = Arc::clone(&free);
+        let mut own_engine = Arc::clone(&ticket.0.engine);
+        let mut own_engine6 = None;
+        let reply = serve_worker(
+            &ticket,
+            &mut WorkerSide {
+                id: 0,
+                store: &mut stores[0],
+                free: &mut own_free,
+                engine: &mut own_engine,
+                engine6: &mut own_engine6,
+                mclt: None,
+            },
+            NOW,
+        );
+        let CtlReply::Reloaded(w) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!((w.orphaned_v6, w.v6_moved), (1, 0));
+        assert!(Arc::ptr_eq(stores[0].shard6.space(), &new6));
+        // The record is kept; allocation now draws from the new range.
+        assert!(stores[0].shard6.get(IaKind::Na, addr).is_some());
+        let got = stores[0].shard6.allocate(1, &key, 2, None).unwrap();
+        assert!(
+            got.0 >= "2001:db8::1000".parse::<Ipv6Addr>().unwrap(),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn an_abandoned_reload_changes_nothing() {
         let gate = Arc::new(Gate::new(2));
         let g = Arc::clone(&gate);
