@@ -552,7 +552,7 @@ impl Reader<'_, '_> {
             ("mclt", _) => return num(st, 1, &mut f.mclt),
             ("split", _) => return num(st, 1, &mut f.load_balance_split),
             ("hba", _) => {
-                // RFC 3074 §6 bitmap of the buckets the primary serves: twinlease assigns
+                // The RFC 3074 hash bucket assignment the primary serves: twinlease assigns
                 // buckets 0..N (what dhcpd's `split N` writes).
                 let Some(bits) = parse_hex_bytes(st.word(1)).filter(|b| b.len() == 32) else {
                     return false;
