@@ -98,18 +98,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TWINLEASE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files and journald get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
-}
-
 fn check_config(file: &Path) -> ExitCode {
     match config::load(file) {
         Ok(c) => {
@@ -145,7 +133,7 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn run(path: &Path) -> ExitCode {
-    init_logging();
+    crate::logging::init(None);
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(errs) => {
@@ -153,6 +141,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    crate::logging::apply_config(cfg.server.log.as_deref());
     let fail = |e: &dyn std::fmt::Display| {
         tracing::error!("cannot start: {e}");
         eprintln!("twinlease: cannot start: {e}");
@@ -177,6 +166,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    server.set_config_path(path);
     if account.is_some() || cfg.server.drop_capabilities {
         match crate::privilege::drop_privileges(account.as_ref(), cfg.server.drop_capabilities) {
             Ok(d) => {
@@ -219,9 +209,25 @@ fn run(path: &Path) -> ExitCode {
             continue;
         }
         if sig == libc::SIGHUP {
-            tracing::warn!(
-                "SIGHUP: configuration reload is not supported yet; restart to apply changes"
-            );
+            match server.reload() {
+                Ok(r) => tracing::info!(
+                    pause_us = u64::try_from(r.pause.as_micros()).unwrap_or(u64::MAX),
+                    "SIGHUP: configuration reloaded"
+                ),
+                Err(e) => {
+                    let lines = e.lines();
+                    for line in &lines {
+                        tracing::error!("{line}");
+                    }
+                    if lines.is_empty() {
+                        tracing::error!("SIGHUP: {e}; the running configuration is kept");
+                    } else {
+                        tracing::error!(
+                            "SIGHUP: reload refused; the running configuration is kept"
+                        );
+                    }
+                }
+            }
             continue;
         }
         tracing::info!(signal = sig, "stopping");

@@ -15,6 +15,7 @@ pub mod failover;
 pub mod import;
 pub mod io;
 pub mod lease;
+pub mod logging;
 pub mod pool;
 pub mod privilege;
 pub mod store;

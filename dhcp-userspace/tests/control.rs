@@ -515,7 +515,7 @@ fn control_api_end_to_end() {
     let v = api.json("GET", "/v1/failover").unwrap();
     assert_eq!(v["relationships"], serde_json::json!([]));
     for (method, path, status) in [
-        ("POST", "/v1/reload", 501),
+        ("POST", "/v1/reload", 409),
         ("GET", "/v1/nothing", 404),
         ("POST", "/v1/stats", 405),
         ("GET", "/v1/leases?limit=0", 400),

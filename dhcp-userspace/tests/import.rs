@@ -229,6 +229,7 @@ fn kea_configuration_converts_and_loads() {
         (8, "lease-database"),
         (23, "client-classes"),
         (26, "hooks-libraries"),
+        (27, "high-availability"),
         (29, "dhcp-ddns"),
         (31, "shared-network residential"),
         (70, "pool client-class"),
@@ -239,6 +240,14 @@ fn kea_configuration_converts_and_loads() {
     ] {
         assert_skipped(&report, "kea-dhcp4.conf", line, what);
     }
+    // Kea HA is reported with its reason; everything else still converts.
+    assert!(
+        report.not_converted.iter().any(
+            |u| u.what.contains("high-availability") && u.reason.contains("different protocol")
+        ),
+        "{report}"
+    );
+    assert!(cfg.failover.is_none());
     for (line, what) in [
         (14, "server-id"),
         (36, "reservation address 2001:db8:1::11"),
@@ -364,10 +373,9 @@ fn isc_configuration_and_leases_convert() {
     for (line, what) in [
         (2, "authoritative"),
         (3, "ddns-update-style"),
-        (9, "failover peer \"edge\""),
+        (17, "max-lease-ownership"),
         (22, "class \"voip\""),
         (26, "shared-network access"),
-        (31, "failover peer \"edge\""),
         (39, "option smurf-level"),
         (52, "next-server"),
         (61, "host printer"),
@@ -375,6 +383,31 @@ fn isc_configuration_and_leases_convert() {
         assert_skipped(&report, "dhcpd.conf", line, what);
     }
     assert_skipped(&report, "dhcpd.leases", 65, "failover peer");
+    // The failover peer and the pool's reference to it are converted, not reported.
+    assert!(
+        !report
+            .not_converted
+            .iter()
+            .any(|u| u.loc.file.ends_with("dhcpd.conf") && [9, 31].contains(&u.loc.line)),
+        "{report}"
+    );
+    let fo = cfg.failover.as_ref().expect("[failover] written");
+    assert_eq!(fo.name, "edge");
+    assert_eq!(fo.role, config::FailoverRole::Primary);
+    assert_eq!(fo.local.to_string(), "192.0.2.10:647");
+    assert_eq!(fo.peer.to_string(), "192.0.2.11:647");
+    assert_eq!(
+        (fo.mclt, fo.max_response_delay, fo.max_unacked_updates),
+        (3600, 60, 10)
+    );
+    assert_eq!(
+        (fo.load_balance_split, fo.load_balance_max_seconds),
+        (128, 3)
+    );
+    assert_eq!(
+        (fo.max_lease_misbalance, fo.auto_partner_down),
+        (15, Some(600))
+    );
 
     let (l4, _) = stored(&a.data_dir, 3);
     // Two blocks for 100.64.0.10: the later (active until 2099) wins.
@@ -402,6 +435,69 @@ fn isc_configuration_and_leases_convert() {
     assert_eq!(l4.len(), 5);
     assert!(
         report.converted.iter().any(|c| c.contains("1 free/backup")),
+        "{report}"
+    );
+}
+
+#[test]
+fn isc_failover_peer_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dhcpd.conf");
+    // The primary serves buckets 0..64: the hba dhcpd writes for `split 64`.
+    let hba: Vec<&str> = (0..32).map(|i| if i < 8 { "ff" } else { "00" }).collect();
+    let text = format!(
+        "failover peer \"a\" {{\n secondary;\n address 10.0.0.2;\n peer address 10.0.0.1;\n \
+         hba {};\n}}\nfailover peer \"b\" {{\n primary;\n address 10.0.0.3;\n \
+         peer address 10.0.0.4;\n}}\nsubnet 10.1.0.0 netmask 255.255.255.0 {{\n pool {{\n \
+         failover peer \"b\";\n range 10.1.0.10 10.1.0.20;\n }}\n}}\n",
+        hba.join(":")
+    );
+    std::fs::write(&conf, text).unwrap();
+    let a = ImportArgs {
+        config: conf,
+        ..args(Source::Isc, dir.path(), 1)
+    };
+    let report = import_at(&a, NOW).unwrap();
+    check_config_cli(&a.out);
+    let cfg = config::load(&a.out).unwrap();
+    let fo = cfg.failover.unwrap();
+    assert_eq!(
+        (fo.name.as_str(), fo.role, fo.load_balance_split),
+        ("a", config::FailoverRole::Secondary, 64)
+    );
+    assert_eq!(fo.peer.to_string(), "10.0.0.1:647");
+    // A second relationship, and the pool referring to it, are reported.
+    assert_skipped(&report, "dhcpd.conf", 7, "failover peer \"b\"");
+    assert_skipped(&report, "dhcpd.conf", 14, "failover peer \"b\"");
+    assert!(
+        report
+            .converted
+            .iter()
+            .any(|c| c.contains("takes the primary's mclt")),
+        "{report}"
+    );
+    assert_eq!(cfg.subnet4[0].pool.len(), 1);
+
+    // A relationship twinlease's checks refuse is dropped and reported; the rest converts.
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(
+        &conf,
+        "failover peer \"c\" {\n primary;\n address 10.0.0.2;\n peer address 10.0.0.1;\n \
+         mclt 0;\n}\nsubnet 10.1.0.0 netmask 255.255.255.0 {\n range 10.1.0.10 10.1.0.20;\n}\n",
+    )
+    .unwrap();
+    let sub = dir.path().join("bad");
+    std::fs::create_dir(&sub).unwrap();
+    let a = ImportArgs {
+        config: conf,
+        ..args(Source::Isc, &sub, 1)
+    };
+    let report = import_at(&a, NOW).unwrap();
+    let cfg = config::load(&a.out).unwrap();
+    assert!(cfg.failover.is_none());
+    assert_eq!(cfg.subnet4.len(), 1);
+    assert!(
+        report.has_skipped("bad.conf", 1, "failover peer \"c\""),
         "{report}"
     );
 }
@@ -454,7 +550,11 @@ fn cli_converts_with_warnings_and_refuses_an_existing_store() {
     assert_eq!(first.status.code(), Some(0));
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(
-        text.contains("dhcpd.conf:9: failover peer \"edge\""),
+        text.contains("dhcpd.conf:17: max-lease-ownership"),
+        "{text}"
+    );
+    assert!(
+        text.contains("failover peer \"edge\" (primary) → [failover]"),
         "{text}"
     );
     let second = run();

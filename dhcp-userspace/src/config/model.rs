@@ -212,6 +212,10 @@ pub struct Server {
     /// Clear the capabilities and set `no_new_privs` after the start
     /// (`drop-capabilities`). Default `true`.
     pub drop_capabilities: bool,
+    /// Log filter in `tracing`'s `EnvFilter` syntax (`log`, e.g.
+    /// `"info,twinlease::failover=debug"`); the `TWINLEASE_LOG` environment variable
+    /// overrides it. `None` (the default): `"info"`. Changed by a reload.
+    pub log: Option<String>,
 }
 
 impl Server {
@@ -270,6 +274,7 @@ impl Default for Server {
             worker_cores: Vec::new(),
             user: None,
             drop_capabilities: true,
+            log: None,
         }
     }
 }

@@ -1256,3 +1256,18 @@ fn pinning_cores_must_exist() {
     assert_eq!(c.server.worker_cores, vec![0]);
     assert_eq!(c.server.xdp.queue_cores, vec![0, 0]);
 }
+
+#[test]
+fn log_filter_is_checked() {
+    let c = valid("[server]\nlog = \"info,twinlease::failover=debug\"\n");
+    assert_eq!(
+        c.server.log.as_deref(),
+        Some("info,twinlease::failover=debug")
+    );
+    assert_eq!(valid("").server.log, None);
+    assert_error(
+        "[server]\nlog = \"twinlease=loud\"\n",
+        "server.log",
+        "is not a log filter",
+    );
+}

@@ -65,6 +65,7 @@ struct RawServer {
     worker_cores: Option<Vec<usize>>,
     user: Option<String>,
     drop_capabilities: Option<bool>,
+    log: Option<String>,
     xdp: Option<RawXdp>,
 }
 
@@ -340,7 +341,13 @@ fn check_server(c: &mut Checker<'_>, raw: RawServer) -> Server {
         worker_cores: raw.worker_cores.clone().unwrap_or_default(),
         user: raw.user.clone(),
         drop_capabilities: raw.drop_capabilities.unwrap_or(d.drop_capabilities),
+        log: raw.log.clone(),
     };
+    if let Some(spec) = &s.log
+        && let Err(e) = crate::logging::check_filter(spec)
+    {
+        c.err("server.log", format!("{spec:?} is not a log filter: {e}"));
+    }
     if let Some(u) = &s.user
         && (u.is_empty()
             || u.len() > 32

@@ -10,7 +10,7 @@
 //! | `POST /v1/failover/partner-down` | declare the partner down (PARTNER-DOWN) |
 //! | `POST /v1/leases/{addr}/expire` | end a binding now, free the address |
 //! | `DELETE /v1/leases/{addr}` | remove the lease records of an address, free it |
-//! | `POST /v1/reload` | 501: not supported yet |
+//! | `POST /v1/reload` | read the configuration file again and apply it (422 with `errors` when refused) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //!
 //! Errors are `{"error": "..."}` with a matching status code.
@@ -338,11 +338,42 @@ pub fn respond(
             _ => not_allowed("POST"),
         },
         ["v1", "reload"] => match method {
-            "POST" => error(501, "reload is not supported yet"),
+            "POST" => reload(handle),
             _ => not_allowed("POST"),
         },
         _ => error(404, format!("no such endpoint: {path}")),
     }
+}
+
+/// `POST /v1/reload`: the report, or the refusal with its `file: field: reason` lines.
+fn reload(handle: &Handle) -> Reply {
+    match handle.reload() {
+        Ok(r) => ok(&reload_json(&r)),
+        Err(e) => Reply {
+            status: e.status(),
+            content_type: JSON,
+            body: json!({ "error": e.to_string(), "errors": e.lines() }).to_string(),
+            allow: None,
+        },
+    }
+}
+
+/// The JSON answer of a reload.
+#[must_use]
+pub fn reload_json(r: &crate::dispatch::reload::ReloadReport) -> Value {
+    json!({
+        "reloaded": true,
+        "pause_us": u64::try_from(r.pause.as_micros()).unwrap_or(u64::MAX),
+        "subnets4": r.subnets4,
+        "pools4": r.pools4,
+        "subnets6": r.subnets6,
+        "pools6": r.pools6,
+        "orphaned_leases_v4": r.orphaned_v4,
+        "orphaned_leases_v6": r.orphaned_v6,
+        "reserved_in_use": r.reserved_in_use,
+        "offers_dropped": r.offers_dropped,
+        "v6_moved": r.v6_moved,
+    })
 }
 
 /// Decode `%XX` escapes and `+` of a query component.

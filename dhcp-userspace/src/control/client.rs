@@ -205,6 +205,9 @@ pub enum CtlCommand {
     /// Declare the failover partner down (enter PARTNER-DOWN): only when it really is down
     /// (draft-ietf-dhc-failover-12); after the MCLT this server serves all addresses.
     PartnerDown,
+    /// Read the server's configuration file again and apply it without a restart
+    /// (subnets, pools, options, reservations); a refused configuration is listed.
+    Reload,
     /// End the binding of an address now and return it to the free pool.
     Expire {
         /// The address.
@@ -349,6 +352,24 @@ fn run(args: &CtlArgs) -> Result<ExitCode, ClientError> {
                 format!(
                     "state: {}",
                     v.get("state").and_then(Value::as_str).unwrap_or("?")
+                )
+            };
+        }
+        CtlCommand::Reload => {
+            let v = c.json("POST", "/v1/reload")?;
+            out = if args.json {
+                v.to_string()
+            } else {
+                let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+                format!(
+                    "reloaded: {} subnet4 ({} pools), {} subnet6 ({} pools); workers paused {} us; \
+                     {} lease(s) of removed pools kept until they expire",
+                    n("subnets4"),
+                    n("pools4"),
+                    n("subnets6"),
+                    n("pools6"),
+                    n("pause_us"),
+                    n("orphaned_leases_v4") + n("orphaned_leases_v6"),
                 )
             };
         }

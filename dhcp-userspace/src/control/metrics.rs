@@ -571,6 +571,28 @@ pub fn render(handle: &Handle) -> String {
 
     failover_metrics(&mut t, handle);
 
+    if let Some(r) = handle.reload_counters() {
+        t.head(
+            "twinlease_reloads_total",
+            "counter",
+            "Configuration reloads: applied (ok), refused (invalid or restart-only change), failed (workers not stopped).",
+        );
+        for (result, n) in [("ok", r.ok), ("refused", r.refused), ("failed", r.failed)] {
+            t.sample("twinlease_reloads_total", &[("result", result)], n);
+        }
+        t.head(
+            "twinlease_reload_pause_seconds",
+            "gauge",
+            "How long the workers were stopped by the last reload applied.",
+        );
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "microseconds of a pause, far below 2^52"
+        )]
+        let pause = r.last_pause_us as f64 / 1e6;
+        t.sample("twinlease_reload_pause_seconds", &[], pause);
+    }
+
     let xdp = handle.xdp_counters();
     t.head(
         "twinlease_xdp_frames_total",

@@ -181,6 +181,9 @@ pub enum CtlOp {
     Expire(IpAddr),
     /// Remove every record of the address and free it.
     Delete(IpAddr),
+    /// Take part in a configuration reload (stop-the-world between batches, see
+    /// [`crate::dispatch::reload`]); served by the worker loop itself.
+    Reload(crate::dispatch::reload::ReloadTicket),
 }
 
 /// One request on a worker's control ring, with the channel the answer goes to.
@@ -212,6 +215,8 @@ pub enum CtlReply {
         /// Records of the address held by the worker.
         found: usize,
     },
+    /// The worker took the reloaded configuration ([`CtlOp::Reload`]).
+    Reloaded(crate::dispatch::reload::WorkerReload),
     /// The worker could not do it (a WAL error).
     Failed(String),
 }
@@ -309,14 +314,19 @@ pub type XdpCounterSource = Arc<dyn Fn() -> Vec<(String, u32, XdpCounters)> + Se
 #[derive(Clone)]
 pub struct Handle {
     workers: Vec<Sender<CtlRequest>>,
-    free: Arc<FreeMap>,
-    space6: Arc<Space6>,
+    /// The pools the statistics are reported for; replaced by a configuration reload.
+    pools: SharedPools,
+    /// Reloads the configuration; `None` for a handle not attached to a running server.
+    reloader: Option<Arc<crate::dispatch::reload::Reloader>>,
     stats: Arc<Stats>,
     xdp: XdpCounterSource,
     timeout: Duration,
     /// The failover relationship's status and command ring, when there is one.
     failover: Option<FailoverControl>,
 }
+
+/// The DHCPv4 free map and the DHCPv6 space of the running configuration.
+pub(crate) type SharedPools = Arc<std::sync::RwLock<(Arc<FreeMap>, Arc<Space6>)>>;
 
 /// What the control API reaches of the partner thread.
 #[derive(Clone)]
@@ -355,13 +365,53 @@ impl Handle {
     ) -> Self {
         Self {
             workers,
-            free,
-            space6,
+            pools: Arc::new(std::sync::RwLock::new((free, space6))),
+            reloader: None,
             stats,
             xdp,
             timeout: Duration::from_secs(5),
             failover: None,
         }
+    }
+
+    /// The pools the statistics are reported for, shared with the reloader.
+    pub(crate) fn shared_pools(&self) -> SharedPools {
+        Arc::clone(&self.pools)
+    }
+
+    /// Attach the configuration reloader (the server does this).
+    pub(crate) fn set_reloader(&mut self, r: Arc<crate::dispatch::reload::Reloader>) {
+        self.reloader = Some(r);
+    }
+
+    /// Reload the configuration file the server was started with (`POST /v1/reload`,
+    /// SIGHUP): see [`crate::dispatch::reload`].
+    pub fn reload(
+        &self,
+    ) -> Result<crate::dispatch::reload::ReloadReport, crate::dispatch::reload::ReloadError> {
+        match &self.reloader {
+            Some(r) => r.reload_file(),
+            None => Err(crate::dispatch::reload::ReloadError::NoFile),
+        }
+    }
+
+    /// Replace the running configuration by `config` (validated by the caller, e.g. with
+    /// [`crate::config::parse`]); `file` names it in error messages.
+    pub fn reload_config(
+        &self,
+        config: crate::config::Config,
+        file: &str,
+    ) -> Result<crate::dispatch::reload::ReloadReport, crate::dispatch::reload::ReloadError> {
+        match &self.reloader {
+            Some(r) => r.apply(config, file),
+            None => Err(crate::dispatch::reload::ReloadError::NoFile),
+        }
+    }
+
+    /// Reloads so far (`None` for a handle not attached to a running server).
+    #[must_use]
+    pub fn reload_counters(&self) -> Option<crate::dispatch::reload::ReloadCounters> {
+        self.reloader.as_ref().map(|r| r.counters())
     }
 
     /// Attach the failover relationship (the server does this when it has one).
@@ -523,22 +573,27 @@ impl Handle {
                 .map(|(_, c)| *c)
                 .unwrap_or_default()
         };
+        let (free, space6) = self
+            .pools
+            .read()
+            .map(|p| (Arc::clone(&p.0), Arc::clone(&p.1)))
+            .map_err(|_| CtlError::Worker("pool view poisoned".into()))?;
         let mut out = Vec::new();
-        for p in self.free.pools() {
+        for p in free.pools() {
             out.push(PoolStat {
                 family: "v4",
                 subnet_id: p.subnet_id,
                 pool_id: p.id,
                 range: format!("{}-{}", p.start, p.end),
-                total: u128::from(self.free.size(p.id)),
-                free: u128::from(self.free.free_count(p.id)),
-                backup: u128::from(self.free.share_counts(p.id).1),
+                total: u128::from(free.size(p.id)),
+                free: u128::from(free.free_count(p.id)),
+                backup: u128::from(free.share_counts(p.id).1),
                 counts: counts_of(&v4, p.id),
             });
         }
-        for p in self.space6.pools() {
+        for p in space6.pools() {
             let counts = counts_of(&v6, p.id);
-            let total = self.space6.size(p.id);
+            let total = space6.size(p.id);
             let range = match p.kind {
                 Pool6Kind::Na { start, end } => format!("{start}-{end}"),
                 Pool6Kind::Pd {

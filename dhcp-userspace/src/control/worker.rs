@@ -20,6 +20,8 @@ pub(crate) fn serve(store: &mut ShardStore, free: &FreeMap, op: &CtlOp, now: u32
         CtlOp::Counts => counts(store, free),
         CtlOp::Expire(addr) => change(store, free, *addr, now, false),
         CtlOp::Delete(addr) => change(store, free, *addr, now, true),
+        // Needs the worker's engine and pools: the worker loop serves it itself.
+        CtlOp::Reload(_) => CtlReply::Failed("a reload is served by the worker loop".into()),
     }
 }
 

@@ -169,6 +169,9 @@ pub(super) struct Inbox {
     /// Whether the priority and the bulk ring were found disconnected (and empty).
     closed: [bool; 2],
     stats: Arc<Stats>,
+    /// The worker's control ring: a request there ends the wait early (as a timeout), so an
+    /// idle worker serves it (a reload's barrier) without waiting out its receive timeout.
+    control: Option<Receiver<crate::control::CtlRequest>>,
 }
 
 impl Inbox {
@@ -190,7 +193,13 @@ impl Inbox {
             stale: 0,
             closed: [false; 2],
             stats,
+            control: None,
         }
+    }
+
+    /// Let a request on the worker's control ring `ctl` end a wait early.
+    pub(super) fn watch_control(&mut self, ctl: Receiver<crate::control::CtlRequest>) {
+        self.control = Some(ctl);
     }
 
     /// Wait up to `timeout` for the first job of a batch.
@@ -217,8 +226,17 @@ impl Inbox {
             if !self.closed[1] {
                 sel.recv(&self.bulk);
             }
-            if sel.ready_deadline(deadline).is_err() {
-                return Err(RecvTimeoutError::Timeout);
+            let ctl = self.control.as_ref().map(|c| sel.recv(c));
+            match sel.ready_deadline(deadline) {
+                Err(_) => return Err(RecvTimeoutError::Timeout),
+                Ok(i) if Some(i) == ctl => {
+                    if self.control.as_ref().is_some_and(|c| !c.is_empty()) {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    // Ready and empty: the control ring closed (the server is stopping).
+                    self.control = None;
+                }
+                Ok(_) => {}
             }
         }
     }

@@ -21,6 +21,7 @@
 
 pub mod admission;
 mod partner;
+pub mod reload;
 pub mod socket;
 pub mod xdp;
 
@@ -363,6 +364,8 @@ pub struct Server {
     /// The failover partner thread, when there is a relationship.
     partner: Option<crate::failover::partner::PartnerHandle>,
     handle: Handle,
+    /// Replaces the running configuration (SIGHUP, `POST /v1/reload`).
+    reloader: Arc<reload::Reloader>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Addresses the socket path listens on (with the port the kernel chose for port 0).
@@ -535,6 +538,8 @@ impl Server {
             .zip(ctl_rx)
             .enumerate()
         {
+            let mut rx = rx;
+            rx.watch_control(ctl.clone());
             let worker = Worker {
                 engine: Arc::clone(&engine),
                 engine6: engine6.clone(),
@@ -572,6 +577,7 @@ impl Server {
         }
         let xdp = Arc::new(Mutex::new(xdp_path));
         let xdp_source = Arc::clone(&xdp);
+        let reload_rings = ctl_tx.clone();
         let handle = Handle::new(
             ctl_tx,
             Arc::clone(&free),
@@ -586,6 +592,16 @@ impl Server {
             }),
         );
         let mut handle = handle;
+        let reloader = Arc::new(reload::Reloader::new(
+            config.clone(),
+            reload_rings,
+            Arc::clone(&ifaces),
+            handle.shared_pools(),
+            partner
+                .as_ref()
+                .map(crate::failover::partner::PartnerHandle::commands),
+        ));
+        handle.set_reloader(Arc::clone(&reloader));
         if let Some(p) = &partner {
             handle.set_failover(crate::control::FailoverControl {
                 status: p.status_source(),
@@ -599,6 +615,7 @@ impl Server {
             control: None,
             partner,
             handle,
+            reloader,
             stats,
             listening,
         };
@@ -614,6 +631,17 @@ impl Server {
     #[must_use]
     pub fn control(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// Remember the file the configuration was loaded from: a reload (SIGHUP,
+    /// `POST /v1/reload`) reads it again.
+    pub fn set_config_path(&self, path: &std::path::Path) {
+        self.reloader.set_path(path.to_path_buf());
+    }
+
+    /// Reload the configuration file (see [`Self::set_config_path`] and [`reload`]).
+    pub fn reload(&self) -> Result<reload::ReloadReport, reload::ReloadError> {
+        self.reloader.reload_file()
     }
 
     /// The address the control API listens on (`None` without a `[control]` table).
@@ -1115,9 +1143,28 @@ impl Worker {
             let Ok(req) = self.ctl.try_recv() else {
                 return;
             };
+            if let crate::control::CtlOp::Reload(t) = &req.op {
+                let _ = req.reply.try_send(self.reload(t));
+                continue;
+            }
             let reply = crate::control::serve(&mut self.store, &self.free, &req.op, unix_now());
             let _ = req.reply.try_send(reply);
         }
+    }
+
+    /// Take part in a configuration reload ([`reload`]): stop with the other workers, claim
+    /// this worker's addresses in the new pools, swap the engines and pools.
+    fn reload(&mut self, t: &reload::ReloadTicket) -> crate::control::CtlReply {
+        let mclt = self.failover.as_ref().map(|f| f.end.view.mclt());
+        let mut side = reload::WorkerSide {
+            id: self.store.shard.id(),
+            store: &mut self.store,
+            free: &mut self.free,
+            engine: &mut self.engine,
+            engine6: &mut self.engine6,
+            mclt,
+        };
+        reload::serve_worker(t, &mut side, unix_now())
     }
 
     /// Expiry sweep and background compaction, between batches.

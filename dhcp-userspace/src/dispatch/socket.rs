@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::Socket;
 
@@ -17,6 +17,7 @@ use crate::engine::v4::{Destination, MAX_REPLY};
 use crate::io::socket::{self, Interface, RawSender};
 use crate::io::socket6::{self, Sender6};
 use crate::lease::shard_of;
+use crate::logging::RateLimit;
 use crate::wire::v4::client_key_fast;
 
 /// What [`start`] gives back: one egress per worker, the bound addresses, the receive loops.
@@ -93,9 +94,6 @@ pub(super) fn start(
             durable: Vec::with_capacity(batch),
             raw,
             raw_out: Vec::with_capacity(batch),
-            last_send_log: Instant::now()
-                .checked_sub(Duration::from_secs(2))
-                .unwrap_or_else(Instant::now),
         });
     }
     let mut threads = Vec::new();
@@ -156,7 +154,7 @@ fn rx6_loop(
                 if stopping {
                     break;
                 }
-                tracing::warn!(error = %e, "DHCPv6 receive failed");
+                crate::warn_limited!(RX6_FAILED, error = %e, "DHCPv6 receive failed");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -181,6 +179,12 @@ fn rx6_loop(
     }
 }
 
+/// Per-packet-path warnings: at most 5 lines per 10 s each (see [`crate::logging`]).
+static RX_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
+static RX6_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
+static TX_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
+static TX6_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
+
 /// The receive loop of one socket; `rate` is `per-client-rate`.
 fn rx_loop(
     sock: &Socket,
@@ -203,7 +207,7 @@ fn rx_loop(
                 if stopping {
                     break;
                 }
-                tracing::warn!(error = %e, "receive failed");
+                crate::warn_limited!(RX_FAILED, error = %e, "receive failed");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -252,7 +256,6 @@ pub(super) struct SocketEgress {
     durable: Vec<bool>,
     raw: Option<RawSender>,
     raw_out: Vec<RawOut>,
-    last_send_log: Instant,
 }
 
 impl SocketEgress {
@@ -347,11 +350,8 @@ impl SocketEgress {
                 stats
                     .send_failed
                     .fetch_add(failed as u64, Ordering::Relaxed);
-                if let Some((e, dst)) = udp6.take_error()
-                    && self.last_send_log.elapsed() >= Duration::from_secs(1)
-                {
-                    self.last_send_log = Instant::now();
-                    tracing::warn!(error = %e, %dst, failed, "sending DHCPv6 replies failed");
+                if let Some((e, dst)) = udp6.take_error() {
+                    crate::warn_limited!(TX6_FAILED, error = %e, %dst, failed, "sending DHCPv6 replies failed");
                 }
             }
         }
@@ -370,11 +370,8 @@ impl SocketEgress {
             stats
                 .send_failed
                 .fetch_add(failed as u64, Ordering::Relaxed);
-            if let Some((e, dst)) = self.udp.take_error()
-                && self.last_send_log.elapsed() >= Duration::from_secs(1)
-            {
-                self.last_send_log = Instant::now();
-                tracing::warn!(error = %e, %dst, failed, "sending replies failed");
+            if let Some((e, dst)) = self.udp.take_error() {
+                crate::warn_limited!(TX_FAILED, error = %e, %dst, failed, "sending replies failed");
             }
         }
         if let Some(raw) = self.raw.as_mut() {

@@ -729,6 +729,13 @@ impl Cx<'_, '_> {
         if let Some(l) = record
             && l.addr == addr
         {
+            // The address left every pool (a configuration reload removed its pool): the
+            // client's notion of its address is no longer valid here (RFC 2131 §3.2, §4.3.2:
+            // the server SHOULD NAK), so it restarts in INIT and gets an address of the
+            // pools now configured. The record stays until it expires.
+            if !self.subnet.in_pool(addr) {
+                return self.nak("address no longer in a pool", out);
+            }
             let still_ours = l.state == BindingState::Active
                 || (matches!(
                     l.state,

@@ -1694,3 +1694,33 @@ fn failover_released_address_waits_the_mclt() {
             .any(|l| l.addr == a && l.state == BindingState::Free && l.update_pending)
     );
 }
+
+/// RFC 2131 §3.2, §4.3.2: after a reload removed its pool, a binding's renewal is refused
+/// (DHCPNAK) while its record is kept; the client's next DISCOVER gets an address of the pool
+/// now configured.
+#[test]
+fn renewal_of_an_address_whose_pool_was_removed_is_naked() {
+    let mut fx = Fx::new();
+    let a = fx.lease(&discover(1), T0);
+    assert!(subnet1_pool(a));
+    // The reload: subnet 1's pool moves to .120-.129 (the shards and their records stay).
+    let moved = config().replace(
+        "range = \"10.0.0.100-10.0.0.109\"",
+        "range = \"10.0.0.120-10.0.0.129\"",
+    );
+    let cfg = crate::config::parse(&moved, "engine-test.toml").unwrap();
+    let (mut engine, ranges) = crate::engine::build_v4(&cfg);
+    engine.bind_interface("eth1", ETH1);
+    engine.bind_interface("eth2", ETH2);
+    let reserved: Vec<Ipv4Addr> = engine.reserved_addresses().collect();
+    fx.engine = engine;
+    fx.free = FreeMap::new(&ranges, 2, &|x| reserved.contains(&x)).unwrap();
+    for m in [discover(1).renewing(a), discover(1).rebinding(a)] {
+        let o = fx.send(&m, T0 + 1800);
+        assert_eq!(o.kind(), Some(MessageType::Nak), "{:?}", o.verdict);
+        assert!(o.changes.is_empty());
+    }
+    assert_eq!(fx.lease_at(a).map(|l| l.state), Some(BindingState::Active));
+    let b = fx.lease(&discover(1), T0 + 1801);
+    assert!((120..=129).contains(&b.octets()[3]), "{b}");
+}

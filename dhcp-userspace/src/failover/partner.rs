@@ -102,6 +102,8 @@ pub struct Status {
 pub enum Command {
     /// Enter PARTNER-DOWN (draft-12 §9.x: only an operator knows the partner is down).
     PartnerDown(std::sync::mpsc::SyncSender<Result<&'static str, String>>),
+    /// A configuration reload replaced the free map (its pools): use this one from now on.
+    SetFreeMap(Arc<FreeMap>),
 }
 
 /// The running partner thread.
@@ -381,6 +383,8 @@ impl Partner {
                     if let Some(Command::PartnerDown(reply)) = cmd {
                         let r = self.operator_partner_down();
                         let _ = reply.try_send(r);
+                    } else if let Some(Command::SetFreeMap(free)) = cmd {
+                        self.set_free_map(free);
                     }
                 }
                 _ = tick.tick() => {
@@ -1222,4 +1226,15 @@ impl Partner {
 /// balancing): never a real client's (form byte 0xff).
 fn pool_key() -> ClientKey {
     ClientKey::from_bytes(&[0xff]).unwrap_or_else(|_| unreachable!("one byte is a valid key"))
+}
+
+impl Partner {
+    /// Take the free map of a reloaded configuration (its BACKUP bits were copied from the
+    /// old map by the workers) and persist its split.
+    fn set_free_map(&mut self, free: Arc<FreeMap>) {
+        self.free = free;
+        if let Err(e) = super::split::save(&self.split_file, &self.free) {
+            tracing::warn!(relationship = %self.cfg.name, error = %e, "cannot save the pool split after a reload");
+        }
+    }
 }

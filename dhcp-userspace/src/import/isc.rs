@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 
 use super::options::{self, Level, Written};
 use super::{
-    ImportError, Item, Loc, Plan, PlanReservation4, PlanSubnet4, Report, keep_last, lease4,
-    parse_hex_bytes, settle_state,
+    ImportError, Item, Loc, Plan, PlanFailover, PlanReservation4, PlanSubnet4, Report, keep_last,
+    lease4, parse_hex_bytes, settle_state,
 };
 use crate::config::{Ipv4Net, Pool4};
 use crate::lease::{BindingState, ClientKey};
@@ -240,7 +240,9 @@ fn uid_bytes(t: &Tok) -> Option<Vec<u8>> {
 /// Why a dhcpd statement is not converted.
 fn why_not(word: &str) -> &'static str {
     match word {
-        "failover" => "failover is not converted yet: twinlease failover is not built",
+        "failover" => {
+            "not a `failover peer \"NAME\" { … }` declaration nor a pool's reference to one"
+        }
         "class" | "subclass" | "match" | "spawn" => "client classes are not supported",
         "if" | "elsif" | "else" | "switch" | "case" | "default" => {
             "conditional statements are not supported"
@@ -308,6 +310,10 @@ struct Reader<'a, 'r> {
     subnets: Vec<PlanSubnet4>,
     ranges: Vec<Item<Pool4>>,
     hosts: Vec<Host>,
+    /// The converted `failover peer` declaration.
+    failover: Option<Item<PlanFailover>>,
+    /// Pools' `failover peer "NAME";` references: where, and the name.
+    failover_refs: Vec<(Loc, String)>,
 }
 
 impl Reader<'_, '_> {
@@ -436,14 +442,149 @@ impl Reader<'_, '_> {
                 ("pool", Some(b)) => self.scope(b, &inh, subnet, true),
                 ("host", Some(b)) => self.host(s, b),
                 ("range", None) => self.range(s),
-                ("failover", _) if in_pool => self.skip(
-                    s,
-                    "failover is not converted yet: twinlease failover is not built; the \
-                     pool's ranges are converted without it",
-                ),
+                ("failover", None) if in_pool && s.word(1) == "peer" => {
+                    let loc = self.loc(s);
+                    self.failover_refs.push((loc, s.word(2).to_owned()));
+                }
+                ("failover", Some(b)) if s.word(1) == "peer" => self.failover_peer(s, b),
                 _ => self.skip(s, why_not(w0)),
             }
         }
+    }
+
+    /// `failover peer "NAME" { … }` (dhcpd.conf(5) "DHCP FAILOVER"): the `[failover]` table.
+    fn failover_peer(&mut self, s: &Stmt, b: &[Stmt]) {
+        let name = s.word(2).to_owned();
+        if name.is_empty() {
+            self.skip(s, "a failover peer without a name");
+            return;
+        }
+        if self.failover.is_some() {
+            self.skip(
+                s,
+                "twinlease has one failover relationship, covering every subnet4: only the \
+                 first declaration is converted",
+            );
+            return;
+        }
+        let mut f = PlanFailover {
+            name,
+            role: "",
+            address: Ipv4Addr::UNSPECIFIED,
+            port: None,
+            peer_address: Ipv4Addr::UNSPECIFIED,
+            peer_port: None,
+            mclt: None,
+            max_response_delay: None,
+            max_unacked_updates: None,
+            load_balance_split: None,
+            load_balance_max_seconds: None,
+            max_lease_misbalance: None,
+            auto_partner_down: None,
+        };
+        for st in b {
+            if !self.failover_statement(st, &mut f) {
+                self.skip(st, "not a valid value");
+            }
+        }
+        let mut missing = Vec::new();
+        if f.role.is_empty() {
+            missing.push("primary or secondary");
+        }
+        if f.address.is_unspecified() {
+            missing.push("address");
+        }
+        if f.peer_address.is_unspecified() {
+            missing.push("peer address");
+        }
+        if !missing.is_empty() {
+            self.skip(
+                s,
+                &format!(
+                    "not converted: no {} (host names are not resolved)",
+                    missing.join(", no ")
+                ),
+            );
+            return;
+        }
+        if f.role == "secondary" && f.mclt.is_none() {
+            self.report.converted.push(format!(
+                "failover peer \"{}\": dhcpd's secondary takes the primary's mclt; set \
+                 failover.mclt to the primary's value (twinlease's default is 3600)",
+                f.name
+            ));
+        }
+        let loc = self.loc(s);
+        self.failover = Some(Item { value: f, loc });
+    }
+
+    /// One statement of a `failover peer` block into `f`; `false` when its value is not
+    /// valid (reported by the caller). Statements twinlease has no equivalent for are
+    /// reported here, and `true` returned.
+    fn failover_statement(&mut self, st: &Stmt, f: &mut PlanFailover) -> bool {
+        fn num<T: std::str::FromStr>(st: &Stmt, i: usize, out: &mut Option<T>) -> bool {
+            match st.word(i).parse::<T>() {
+                Ok(v) => {
+                    *out = Some(v);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        fn ip(st: &Stmt, i: usize, out: &mut Ipv4Addr) -> bool {
+            match st.word(i).parse::<Ipv4Addr>() {
+                Ok(v) => {
+                    *out = v;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        match (st.word(0), st.word(1)) {
+            ("primary", "") => f.role = "primary",
+            ("secondary", "") => f.role = "secondary",
+            ("address", _) => return ip(st, 1, &mut f.address),
+            ("port", _) => return num(st, 1, &mut f.port),
+            ("peer", "address") => return ip(st, 2, &mut f.peer_address),
+            ("peer", "port") => return num(st, 2, &mut f.peer_port),
+            ("max-response-delay", _) => return num(st, 1, &mut f.max_response_delay),
+            ("max-unacked-updates", _) => return num(st, 1, &mut f.max_unacked_updates),
+            ("mclt", _) => return num(st, 1, &mut f.mclt),
+            ("split", _) => return num(st, 1, &mut f.load_balance_split),
+            ("hba", _) => {
+                // The RFC 3074 hash bucket assignment the primary serves: twinlease assigns
+                // buckets 0..N (what dhcpd's `split N` writes).
+                let Some(bits) = parse_hex_bytes(st.word(1)).filter(|b| b.len() == 32) else {
+                    return false;
+                };
+                let n = (0..=256u16).find(|&n| {
+                    crate::failover::lb::Buckets::split(n, crate::failover::state::Role::Primary)
+                        .0
+                        .as_slice()
+                        == bits.as_slice()
+                });
+                match n {
+                    Some(n) => f.load_balance_split = Some(n),
+                    None => self.skip(
+                        st,
+                        "an hba other than the first N buckets: twinlease's primary serves \
+                         buckets 0..load-balance-split; set it by hand",
+                    ),
+                }
+            }
+            ("load", "balance") if st.word(2) == "max" && st.word(3) == "seconds" => {
+                return num(st, 4, &mut f.load_balance_max_seconds);
+            }
+            ("auto-partner-down", _) => return num(st, 1, &mut f.auto_partner_down),
+            ("max-lease-misbalance", _) => return num(st, 1, &mut f.max_lease_misbalance),
+            ("max-lease-ownership" | "min-balance" | "max-balance", _) => self.skip(
+                st,
+                "twinlease's primary rebalances every few seconds when a pool's split drifts \
+                 past max-lease-misbalance",
+            ),
+            _ => self.skip(st, "unknown failover peer statement"),
+        }
+        true
     }
 
     fn subnet(&mut self, s: &Stmt, b: &[Stmt], inh: &Inherit) {
@@ -546,6 +687,8 @@ pub(super) fn read_config(
         subnets: Vec::new(),
         ranges: Vec::new(),
         hosts: Vec::new(),
+        failover: None,
+        failover_refs: Vec::new(),
     };
     r.scope(&stmts, &Inherit::default(), None, false);
     let Reader {
@@ -553,8 +696,28 @@ pub(super) fn read_config(
         mut subnets,
         ranges,
         hosts,
+        failover,
+        failover_refs,
         ..
     } = r;
+    for (loc, name) in failover_refs {
+        if failover.as_ref().is_none_or(|f| f.value.name != name) {
+            report.skip(
+                &loc,
+                format!("failover peer \"{name}\""),
+                "names a relationship that was not converted; the pool's ranges are converted \
+                 without it",
+            );
+        }
+    }
+    if let Some(f) = &failover {
+        report.converted.push(format!(
+            "failover peer \"{}\" ({}) → [failover], covering every subnet4 (twinlease has no \
+             per-pool relationship)",
+            f.value.name, f.value.role
+        ));
+    }
+    plan.failover = failover;
     for p in ranges {
         match subnets
             .iter_mut()
@@ -690,7 +853,8 @@ pub(super) fn read_leases(
             ("failover", _) => report.skip(
                 &loc,
                 s.rest(0),
-                "failover state is not converted: twinlease failover is not built",
+                "dhcpd's failover state is not imported: twinlease keeps its own in the data \
+                 directory and learns the partner's when they connect (draft-ietf-dhc-failover-12)",
             ),
             ("lease6" | "ia-na" | "ia-pd" | "ia-ta", _) => {
                 report.skip(&loc, s.rest(0), "dhcpd -6 leases are not supported");

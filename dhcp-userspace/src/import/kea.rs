@@ -203,6 +203,31 @@ fn parse_doc<'a>(text: &str, file: &'a str) -> Result<(Value, Doc<'a>), ImportEr
 }
 
 /// Why a Kea parameter is not converted; `None` for the ones that need nothing.
+/// Why Kea's High Availability hook is not converted.
+const HA_REASON: &str = "Kea HA is not convertible: it is a different protocol (Kea's lease \
+    updates over its HTTP control channel) from the failover twinlease speaks \
+    (draft-ietf-dhc-failover-12, RFC 8156); write [failover] by hand for a twinlease pair \
+    (see docs/configuration.md); the rest of the configuration is converted";
+
+/// Report the High Availability hook among `hooks-libraries` (at `ptr`) with its own reason;
+/// every hook library is reported as not supported either way.
+fn skip_ha(rd: &mut Reader<'_, '_>, ptr: &str, v: &Value) {
+    for (i, h) in v.as_array().into_iter().flatten().enumerate() {
+        let lib = h.get("library").and_then(Value::as_str).unwrap_or("");
+        let has_ha = lib.contains("libdhcp_ha")
+            || h.get("parameters")
+                .and_then(|p| p.get("high-availability"))
+                .is_some();
+        if has_ha {
+            rd.skip(
+                &format!("{ptr}/{i}"),
+                "high-availability (libdhcp_ha)",
+                HA_REASON,
+            );
+        }
+    }
+}
+
 fn why_not(key: &str) -> Option<&'static str> {
     Some(match key {
         "comment" | "user-context" => return None,
@@ -229,7 +254,7 @@ fn why_not(key: &str) -> Option<&'static str> {
         "next-server" | "server-hostname" | "boot-file-name" => {
             "BOOTP header fields (siaddr, sname, file) are not supported"
         }
-        "high-availability" => "Kea HA is not converted: twinlease failover is not built yet",
+        "high-availability" => HA_REASON,
         "authoritative" => "twinlease always answers as the authoritative server of its subnets",
         "match-client-id"
         | "echo-client-id"
@@ -489,6 +514,9 @@ pub(super) fn read_config4(
     let mut globals: Vec<(String, &Value)> = Vec::new();
     for (k, v) in rest {
         let p = format!("/Dhcp4/{k}");
+        if k == "hooks-libraries" {
+            skip_ha(&mut rd, &p, v);
+        }
         match k.as_str() {
             "interfaces-config" => rd.interfaces(&p, v, plan),
             "decline-probation-period" => plan.decline_probation_secs = u32_of(v),
@@ -777,6 +805,9 @@ pub(super) fn read_config6(
     let mut globals: Vec<(String, &Value)> = Vec::new();
     for (k, v) in rest {
         let p = format!("/Dhcp6/{k}");
+        if k == "hooks-libraries" {
+            skip_ha(&mut rd, &p, v);
+        }
         match k.as_str() {
             "interfaces-config" => rd.interfaces(&p, v, plan),
             "subnet6" => collect(&p, v, &global, &mut subnets),

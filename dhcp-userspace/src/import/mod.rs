@@ -7,8 +7,10 @@
 //! passes. The leases are then appended to the shards of a new lease store (each to the shard
 //! of its client key) and committed, so clients keep their addresses.
 //!
-//! Whatever cannot be converted (classes, hooks, DDNS, failover, unknown options…) is listed
-//! in the [`Report`] as `FILE:LINE: CONSTRUCT: REASON`.
+//! Whatever cannot be converted (classes, hooks, DDNS, Kea HA, unknown options…) is listed
+//! in the [`Report`] as `FILE:LINE: CONSTRUCT: REASON`. ISC dhcpd's `failover peer` becomes
+//! the `[failover]` table (both speak draft-ietf-dhc-failover-12); Kea's HA hook speaks
+//! another protocol and is reported.
 //!
 //! Leases: ACTIVE leases stay active with their expiry; active leases whose expiry has
 //! passed are imported as EXPIRED (so the client still gets its old address back if it is
@@ -259,6 +261,39 @@ pub struct PlanOption {
     pub value: OptValue,
 }
 
+/// The `[failover]` table to write, from ISC dhcpd's `failover peer "NAME" { … }`
+/// (draft-ietf-dhc-failover-12, the protocol both speak). `None` fields keep twinlease's
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanFailover {
+    /// Relationship name.
+    pub name: String,
+    /// `"primary"` or `"secondary"`.
+    pub role: &'static str,
+    /// This server's address (`address`).
+    pub address: Ipv4Addr,
+    /// This server's port (`port`).
+    pub port: Option<u16>,
+    /// The partner's address (`peer address`).
+    pub peer_address: Ipv4Addr,
+    /// The partner's port (`peer port`).
+    pub peer_port: Option<u16>,
+    /// `mclt`.
+    pub mclt: Option<u32>,
+    /// `max-response-delay`.
+    pub max_response_delay: Option<u32>,
+    /// `max-unacked-updates`.
+    pub max_unacked_updates: Option<u32>,
+    /// `split`, or an `hba` that is a split.
+    pub load_balance_split: Option<u16>,
+    /// `load balance max seconds`.
+    pub load_balance_max_seconds: Option<u16>,
+    /// `max-lease-misbalance`.
+    pub max_lease_misbalance: Option<u8>,
+    /// `auto-partner-down`.
+    pub auto_partner_down: Option<u32>,
+}
+
 /// A `DHCPv4` reservation to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanReservation4 {
@@ -439,6 +474,8 @@ impl PlanSubnet6 {
 /// Everything read from the source, before checking.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// The `[failover]` table (ISC dhcpd's `failover peer`).
+    pub failover: Option<Item<PlanFailover>>,
     /// `server.interfaces`.
     pub interfaces: Vec<Item<String>>,
     /// `server.decline-probation-secs`.
@@ -734,6 +771,8 @@ fn write_store(
 /// What to drop from the plan because the checker refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Removal {
+    /// The `[failover]` table.
+    Failover,
     /// `server.interfaces[k]`.
     Interface(usize),
     /// A part of `subnet4[i]` (v6 false) or `subnet6[i]` (v6 true).
@@ -760,6 +799,9 @@ fn split_index(path: &str) -> Option<(&str, usize, &str)> {
 }
 
 fn removal_of(field: &str) -> Option<Removal> {
+    if field == "failover" || field.starts_with("failover.") {
+        return Some(Removal::Failover);
+    }
     let (head, i, rest) = split_index(field)?;
     let v6 = match head {
         "server.interfaces" => return Some(Removal::Interface(i)),
@@ -855,6 +897,16 @@ fn take<T>(list: &mut Vec<Item<T>>, k: usize) -> Option<Item<T>> {
 
 fn apply_removal(plan: &mut Plan, report: &mut Report, r: &Removal, reason: &str) {
     match r {
+        Removal::Failover => {
+            if let Some(it) = plan.failover.take() {
+                report.converted.retain(|c| !c.contains("→ [failover]"));
+                report.skip(
+                    &it.loc,
+                    format!("failover peer \"{}\"", it.value.name),
+                    reason,
+                );
+            }
+        }
         Removal::Interface(k) => {
             if let Some(it) = take(&mut plan.interfaces, *k) {
                 report.skip(&it.loc, format!("interface {}", it.value), reason);

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Item, OptValue, Plan, PlanPool6, PlanSubnet4, PlanSubnet6};
+use super::{Item, OptValue, Plan, PlanFailover, PlanPool6, PlanSubnet4, PlanSubnet6};
 
 /// A TOML basic string, quoted and escaped.
 fn q(s: &str) -> String {
@@ -78,6 +78,9 @@ pub(super) fn render(plan: &Plan, data_dir: &Path, workers: usize) -> String {
     if let Some(p) = plan.decline_probation_secs {
         let _ = writeln!(out, "decline-probation-secs = {p}");
     }
+    if let Some(f) = &plan.failover {
+        failover(&mut out, f);
+    }
     for s in &plan.subnet4 {
         subnet4(&mut out, s);
     }
@@ -85,6 +88,39 @@ pub(super) fn render(plan: &Plan, data_dir: &Path, workers: usize) -> String {
         subnet6(&mut out, s);
     }
     out
+}
+
+fn failover(out: &mut String, f: &Item<PlanFailover>) {
+    let v = &f.value;
+    let _ = writeln!(
+        out,
+        "\n# from {}: covers every [[subnet4]]\n[failover]",
+        comment(&f.loc.to_string())
+    );
+    let _ = writeln!(out, "name = {}\nrole = {}", q(&v.name), q(v.role));
+    let _ = writeln!(out, "address = {}", q(&v.address.to_string()));
+    opt_u32(out, "port", v.port.map(u32::from));
+    let _ = writeln!(out, "peer-address = {}", q(&v.peer_address.to_string()));
+    opt_u32(out, "peer-port", v.peer_port.map(u32::from));
+    opt_u32(out, "mclt", v.mclt);
+    opt_u32(out, "max-response-delay", v.max_response_delay);
+    opt_u32(out, "max-unacked-updates", v.max_unacked_updates);
+    opt_u32(
+        out,
+        "load-balance-split",
+        v.load_balance_split.map(u32::from),
+    );
+    opt_u32(
+        out,
+        "load-balance-max-seconds",
+        v.load_balance_max_seconds.map(u32::from),
+    );
+    opt_u32(
+        out,
+        "max-lease-misbalance",
+        v.max_lease_misbalance.map(u32::from),
+    );
+    opt_u32(out, "auto-partner-down", v.auto_partner_down);
 }
 
 fn opt_u32(out: &mut String, key: &str, v: Option<u32>) {

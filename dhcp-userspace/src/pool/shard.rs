@@ -449,6 +449,14 @@ impl Shard {
         self.offers.len()
     }
 
+    /// The addresses the held offers claim (superseded offers included until their hold
+    /// lapses), in slot order.
+    pub fn offer_addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.offers
+            .live_slots()
+            .map(|s| Ipv4Addr::from(self.offers.rec(s).addr))
+    }
+
     /// Every lease record (offers not included: they are never persisted), in slot order.
     pub fn iter(&self) -> impl Iterator<Item = Lease4> + '_ {
         self.leases.live_slots().map(|s| self.leases.lease(s))

@@ -86,6 +86,22 @@ impl Shard6 {
         &self.space
     }
 
+    /// Allocate from `space` from now on (a configuration reload). Its shard count must be
+    /// this shard's; the scan cursors start over.
+    ///
+    /// # Panics
+    ///
+    /// If the shard counts differ.
+    pub fn set_space(&mut self, space: Arc<Space6>) {
+        assert_eq!(
+            self.shards,
+            space.shards(),
+            "shard count differs from the space's"
+        );
+        self.cursors = vec![0; space.pools().len()];
+        self.space = space;
+    }
+
     /// Make room for `n` more lease records without reallocating.
     pub fn reserve(&mut self, n: usize) {
         self.leases.reserve(n);
