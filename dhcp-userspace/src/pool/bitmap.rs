@@ -17,9 +17,9 @@
 //!   the clear is ordered after a releaser's set, it synchronises with that set and so sees
 //!   the releaser's word update; if it is ordered before, the set survives.
 
-#[cfg(loom)]
+#[cfg(twinlease_loom)]
 use loom::sync::atomic::{AtomicU64, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(twinlease_loom))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bits per word.
@@ -183,7 +183,7 @@ impl AtomicBitmap {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(twinlease_loom)))]
 mod tests {
     use super::*;
 
@@ -225,9 +225,9 @@ mod tests {
     }
 }
 
-/// Model check of claim / release on one word with `RUSTFLAGS="--cfg loom"`:
-/// `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p dhcp-userspace --lib pool::bitmap::loom_tests`.
-#[cfg(all(test, loom))]
+/// Model check of claim / release on one word with `RUSTFLAGS="--cfg twinlease_loom"`:
+/// `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg twinlease_loom" cargo test -p dhcp-userspace --lib pool::bitmap::loom_tests`.
+#[cfg(all(test, twinlease_loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
@@ -265,6 +265,59 @@ mod loom_tests {
             assert_eq!(left.len(), 1);
             assert!(!got.contains(&left[0]));
             assert_eq!(b.next_candidate(0, 1), Some(0));
+        });
+    }
+
+    /// The failover shares: a claimer restricted to the FREE share (bits 0, 1) and one
+    /// restricted to the BACKUP share (bits 2, 3) race with an unrestricted claimer and a
+    /// releaser on one word: no bit is claimed twice, a restricted claimer never takes a bit
+    /// outside its mask, and the summary still covers every free bit.
+    #[test]
+    fn masked_claims_respect_their_share() {
+        loom::model(|| {
+            let b = Arc::new(AtomicBitmap::new(1));
+            for bit in [0, 2, 3] {
+                b.release(0, bit);
+            }
+            let free_share = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.claim_masked(0, 0b0011))
+            };
+            let backup_share = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.claim_masked(0, 0b1100))
+            };
+            let any = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.claim_any(0))
+            };
+            let giver = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.release(0, 1))
+            };
+            let f = free_share.join().unwrap();
+            let k = backup_share.join().unwrap();
+            let a = any.join().unwrap();
+            assert!(giver.join().unwrap());
+            if let Some(bit) = f {
+                assert!(bit < 2, "FREE-share claim took bit {bit}");
+            }
+            if let Some(bit) = k {
+                assert!((2..4).contains(&bit), "BACKUP-share claim took bit {bit}");
+            }
+            // Four bits were free in all (three, then one released): the BACKUP claimer
+            // always finds one of its two, and nothing is taken twice.
+            assert!(k.is_some());
+            let got: Vec<u32> = [f, k, a].into_iter().flatten().collect();
+            let mut dedup = got.clone();
+            dedup.sort_unstable();
+            dedup.dedup();
+            assert_eq!(dedup.len(), got.len(), "a bit claimed twice: {got:?}");
+            let left = (0..4).filter(|&i| b.is_set(0, i)).count();
+            assert_eq!(left + got.len(), 4);
+            if left > 0 {
+                assert_eq!(b.next_candidate(0, 1), Some(0), "free bit hidden from the summary");
+            }
         });
     }
 

@@ -484,14 +484,14 @@ impl FreeMap {
 
     /// Words in pool `pool_id` and the home region of `shard` (pool-relative words), for
     /// tests and statistics.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(twinlease_loom)))]
     fn home_words(&self, pool_id: u32, shard: usize) -> (usize, std::ops::Range<usize>) {
         let l = &self.layout[self.index_of_id(pool_id).unwrap()];
         (l.bounds[self.shards], l.bounds[shard]..l.bounds[shard + 1])
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(twinlease_loom)))]
 mod tests {
     use super::*;
     use std::collections::HashSet;

@@ -299,7 +299,7 @@ impl Index {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(twinlease_loom)))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -471,7 +471,7 @@ impl Shard {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(twinlease_loom)))]
 mod tests {
     use super::*;
     use crate::pool::PoolRange;
