@@ -306,6 +306,12 @@ impl FailoverTopology {
             let ns = self.server(side);
             ns.disable_dad(SERVER_IF)?;
             ns.disable_dad(self.partner_name())?;
+            // Linux drops IPv6 addresses when a link goes down unless told otherwise:
+            // [`Self::cut_partner_link`] must leave them, like the IPv4 ones.
+            ns.sysctl(
+                &format!("net.ipv6.conf.{}.keep_addr_on_down", self.partner_name()),
+                "1",
+            )?;
             ns.add_addr6(SERVER_IF, &format!("{}/64", side.lan_addr6()))?;
             ns.add_addr6(self.partner_name(), &format!("{}/64", side.partner_addr6()))?;
         }

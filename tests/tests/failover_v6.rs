@@ -316,11 +316,20 @@ fn partition(lab: &mut FailoverLab) -> Result<()> {
             .map(|l| l.addr)
             .collect()
     };
-    assert!(prefixes(&a).iter().all(|p| first_half(*p)) || prefixes(&a).is_empty());
-    let new_on_b: Vec<_> = prefixes(&b).difference(&prefixes(&a)).copied().collect();
+    // What each granted alone during the partition comes from its own half.
+    let only_a: Vec<_> = prefixes(&a).difference(&prefixes(&b)).copied().collect();
+    let only_b: Vec<_> = prefixes(&b).difference(&prefixes(&a)).copied().collect();
     assert!(
-        new_on_b.iter().all(|p| !first_half(*p)),
-        "the secondary used the primary's share: {new_on_b:?}"
+        !only_a.is_empty() || !only_b.is_empty(),
+        "nobody served during the partition"
+    );
+    assert!(
+        only_a.iter().all(|p| first_half(*p)),
+        "the primary used the secondary's share: {only_a:?}"
+    );
+    assert!(
+        only_b.iter().all(|p| !first_half(*p)),
+        "the secondary used the primary's share: {only_b:?}"
     );
     lab.topo().restore_partner_link()?;
     wait_pair_normal(lab)?;
@@ -338,7 +347,16 @@ fn v6_restart_resends_only_what_was_missed() -> Result<()> {
 }
 
 fn restart_missed(lab: &mut FailoverLab) -> Result<()> {
-    start_pair(lab)?;
+    // A long MCLT: the first lifetimes (at most the MCLT) outlast the test, so no expiry
+    // adds updates of its own.
+    let params = FailoverParams {
+        mclt: 120,
+        ..FailoverParams::default()
+    };
+    lab.write_pair6(&params, LIFE, 50)?;
+    lab.start(Side::S1)?;
+    lab.start(Side::S2)?;
+    wait_pair_normal(lab)?;
     perf6(lab, 0, 40, Lease6Kind::AddressOnly, "02:0f:00:00:00:00")?;
     lab.wait_converged6(Duration::from_secs(30))?;
     lab.stop(Side::S2)?;
@@ -354,9 +372,10 @@ fn restart_missed(lab: &mut FailoverLab) -> Result<()> {
     let b = lab.wait_converged6(Duration::from_secs(60))?;
     assert!(b.len() >= 48, "{} bindings", b.len());
     let resent = lab.metric(Side::S1, UPDATES_SENT_METRIC)? - sent_before;
-    // Only the ~10 missed bindings (and renewals meanwhile), not all 50.
+    // The 10 missed bindings (sent again at most once more on the partner's UPDREQ), not
+    // all 50.
     assert!(
-        (8.0..40.0).contains(&resent),
+        (8.0..=25.0).contains(&resent),
         "the primary sent {resent} updates after the restart"
     );
     Ok(())

@@ -545,6 +545,15 @@ impl Partner6 {
         let out = self.machine.handle(Event::Connected { now: unix_now() });
         self.after(out);
         self.send_state();
+        // Whatever the partner has not acknowledged yet (changes made while the connection
+        // was down, updates lost with it) goes out now: every worker streams its pending
+        // records as plain updates (token 0), without waiting for an UPDREQ.
+        for w in 0..self.ends.len() {
+            let _ = self.ends[w].to.try_send(FromPartner6::Scan {
+                token: 0,
+                pending_only: true,
+            });
+        }
     }
 
     fn after(&mut self, out: Outcome) {
