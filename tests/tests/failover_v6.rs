@@ -27,7 +27,7 @@ const NAME: &str = "edge-v6";
 /// MCLT of these tests: short, so first lifetimes and PARTNER-DOWN waits stay short.
 const MCLT: u32 = 10;
 /// Reaching NORMAL from a fresh start may include RECOVER-WAIT, one MCLT.
-const NORMAL_WAIT: Duration = Duration::from_secs(60);
+const NORMAL_WAIT: Duration = Duration::from_mins(1);
 /// Lifetimes of the `[[subnet6]]`: renewals at 20 s, rebinding at 40 s.
 const LIFE: Lifetimes6 = Lifetimes6 {
     preferred: 60,
@@ -95,7 +95,7 @@ fn perf6(
     p.rate = Some(20);
     p.num_requests = Some(n);
     p.base_mac = Some(base.to_owned());
-    p.timeout = Duration::from_secs(60);
+    p.timeout = Duration::from_mins(1);
     run_perfdhcp(lab.topo().client(i), &p)
 }
 
@@ -264,7 +264,7 @@ fn primary_crash(lab: &mut FailoverLab) -> Result<()> {
     // The primary comes back: NORMAL again, and both stores converge.
     lab.start(Side::S1)?;
     wait_pair_normal(lab)?;
-    lab.wait_converged6(Duration::from_secs(60))?;
+    lab.wait_converged6(Duration::from_mins(1))?;
     drop(na);
     drop(pd);
     Ok(())
@@ -333,7 +333,7 @@ fn partition(lab: &mut FailoverLab) -> Result<()> {
     );
     lab.topo().restore_partner_link()?;
     wait_pair_normal(lab)?;
-    lab.wait_converged6(Duration::from_secs(60))?;
+    lab.wait_converged6(Duration::from_mins(1))?;
     Ok(())
 }
 
@@ -369,7 +369,7 @@ fn restart_missed(lab: &mut FailoverLab) -> Result<()> {
     let sent_before = lab.metric(Side::S1, UPDATES_SENT_METRIC)?;
     lab.start(Side::S2)?;
     wait_pair_normal(lab)?;
-    let b = lab.wait_converged6(Duration::from_secs(60))?;
+    let b = lab.wait_converged6(Duration::from_mins(1))?;
     assert!(b.len() >= 48, "{} bindings", b.len());
     let resent = lab.metric(Side::S1, UPDATES_SENT_METRIC)? - sent_before;
     // The 10 missed bindings (sent again at most once more on the partner's UPDREQ), not

@@ -513,7 +513,7 @@ impl Server {
             }
         };
         // The DHCPv6 relationship (RFC 8156): the same, with its own rings and view.
-        let (fo6_worker_ends, partner6) = match &config.failover6 {
+        let (v6_worker_ends, partner6) = match &config.failover6 {
             None => (Vec::new(), None),
             Some(fo) => {
                 let view = Arc::new(crate::failover::channel6::SharedView6::new(
@@ -542,7 +542,7 @@ impl Server {
             }
         };
         let mut fo_ends = fo_worker_ends.into_iter();
-        let mut fo6_ends = fo6_worker_ends.into_iter();
+        let mut v6_ends = v6_worker_ends.into_iter();
         let mut threads = Vec::new();
         let mut listening = Vec::new();
         let mut xdp_path = None;
@@ -587,7 +587,7 @@ impl Server {
                 replies: MsgLocal::default(),
                 silent_seen: Vec::new(),
                 failover: fo_ends.next().map(partner::WorkerFailover::new),
-                failover6: fo6_ends.next().map(partner6::WorkerFailover6::new),
+                failover6: v6_ends.next().map(partner6::WorkerFailover6::new),
             };
             let core = (!config.server.worker_cores.is_empty())
                 .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);

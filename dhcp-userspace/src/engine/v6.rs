@@ -744,7 +744,7 @@ impl Cx<'_, '_> {
     }
 
     fn item(&self, shard: &Shard6, kind: IaKind, member: (Ipv6Addr, u8), live: bool) -> Item {
-        let life = if live {
+        let lifetimes = if live {
             match self.key {
                 Some(k) => self.lifetimes(shard, &k, kind, member),
                 None => (self.subnet.preferred, self.subnet.valid),
@@ -752,7 +752,7 @@ impl Cx<'_, '_> {
         } else {
             (0, 0)
         };
-        self.item_with(shard, kind, member, life)
+        self.item_with(shard, kind, member, lifetimes)
     }
 
     fn item_with(

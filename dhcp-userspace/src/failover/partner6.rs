@@ -302,7 +302,7 @@ impl Partner6 {
     /// A partner time (failover epoch) in our unix seconds, corrected for the skew.
     fn local_time(&self, t: u32) -> u32 {
         let u = i64::from(to_unix(t)) - self.skew;
-        u.clamp(0, i64::from(u32::MAX)) as u32
+        u32::try_from(u.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX)
     }
 
     /// A partner unix time corrected for the skew (0 stays 0).
@@ -310,7 +310,7 @@ impl Partner6 {
         if t == 0 {
             return 0;
         }
-        (i64::from(t) - self.skew).clamp(0, i64::from(u32::MAX)) as u32
+        u32::try_from((i64::from(t) - self.skew).clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX)
     }
 
     fn send_buf(&mut self, len: usize) -> bool {
@@ -445,7 +445,9 @@ impl Partner6 {
                     tracing::warn!(relationship = %self.cfg.name, error = %e, "bad STATE from partner");
                 }
             },
-            MessageType::Contact => {}
+            // CONTACT only proves the partner is alive (last_recv is set); POOLRESP needs
+            // nothing: the shares are static.
+            MessageType::Contact | MessageType::PoolResp => {}
             MessageType::Disconnect => {
                 let why = Disconnect6::parse(m)
                     .ok()
@@ -465,7 +467,6 @@ impl Partner6 {
                 self.after(out);
             }
             MessageType::PoolReq => self.send_header_only(MessageType::PoolResp, xid),
-            MessageType::PoolResp => {}
         }
     }
 
