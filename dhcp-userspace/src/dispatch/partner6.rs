@@ -179,7 +179,11 @@ impl Worker {
                     token,
                     pending_only,
                 } => {
-                    if let Some(fo) = self.failover6.as_mut() {
+                    // An unsolicited resend (token 0) never cuts short a requested scan,
+                    // which ends with the partner's UPDDONE.
+                    if let Some(fo) = self.failover6.as_mut()
+                        && !(token == 0 && fo.scan.is_some_and(|s| s.token != 0))
+                    {
                         fo.scan = Some(ScanState {
                             token,
                             pending_only,

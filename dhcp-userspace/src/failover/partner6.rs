@@ -641,6 +641,7 @@ impl Partner6 {
                         if lease.state == BindingState::Active {
                             self.machine.note_activity(unix_now());
                         }
+                        self.hold_in_owner(w, &lease);
                         if self.handshake {
                             self.outq.push_back((lease, potential));
                         }
@@ -662,6 +663,29 @@ impl Partner6 {
             }
         }
         self.scans.retain(|_, n| *n > 0);
+    }
+
+    /// Worker `w` changed `lease`, whose member may lie in another worker's partition (a
+    /// binding that came from the partner): keep that worker's hold in step, so it neither
+    /// allocates a live member nor keeps an ended one forever.
+    fn hold_in_owner(&self, w: usize, lease: &Lease6) {
+        let Some(o) = self.space.owner(lease.kind, lease.addr, lease.prefix_len) else {
+            return;
+        };
+        if o == w {
+            return;
+        }
+        let until = if lease.state.holds_address() {
+            u32::MAX
+        } else {
+            // The worker's sweep ended it after the MCLT already, or the client released
+            // it: the MCLT from now bounds both.
+            unix_now().saturating_add(self.cfg.mclt)
+        };
+        let _ = self.ends[o].to.try_send(FromPartner6::Hold {
+            lease: *lease,
+            until,
+        });
     }
 
     /// Write the BNDUPD of `lease` into `self.buf` (RFC 8156 §7.4).
@@ -868,10 +892,12 @@ impl Partner6 {
             if let Some(o) = self.space.owner(l.kind, l.addr, l.prefix_len)
                 && o != w
             {
-                let until = if l.state.holds_address() || l.state == BindingState::Released {
+                // A live binding is held until an update ends it; an ended one for the MCLT
+                // after its end (RFC 8156 §4.4), then the hold lapses.
+                let until = if l.state.holds_address() {
                     u32::MAX
                 } else {
-                    now.saturating_add(self.cfg.mclt)
+                    l.expires.max(now).saturating_add(self.cfg.mclt)
                 };
                 let _ = self.ends[o]
                     .to
