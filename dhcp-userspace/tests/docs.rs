@@ -185,11 +185,12 @@ struct Shape {
     tables: BTreeSet<String>,
 }
 
-fn parser_sources() -> [String; 3] {
+fn parser_sources() -> [String; 4] {
     [
         read("dhcp-userspace/src/config/validate.rs"),
         read("dhcp-userspace/src/config/validate/v6.rs"),
         read("dhcp-userspace/src/config/validate/failover.rs"),
+        read("dhcp-userspace/src/config/validate/failover6.rs"),
     ]
 }
 
@@ -409,7 +410,7 @@ fn the_source_scan_finds_the_known_keys() {
 /// copy of the source) becomes a key the reference lacks.
 #[test]
 fn a_new_raw_field_is_seen_as_undocumented() {
-    let [v4, v6, fo] = parser_sources();
+    let [v4, v6, fo, fo6] = parser_sources();
     let patched = v4.replacen(
         "struct RawXdp {\n",
         "struct RawXdp {\n    #[serde(default)]\n    brand_new_knob: Option<u32>,\n",
@@ -422,7 +423,7 @@ fn a_new_raw_field_is_seen_as_undocumented() {
         1,
     );
     assert_ne!(patched6, v6, "RawPdPool6 not found in validate/v6.rs");
-    let shape = shape_of(&[patched, patched6, fo]);
+    let shape = shape_of(&[patched, patched6, fo, fo6]);
     let (documented, _) = reference_tables(&read("docs/configuration.md"));
     for key in ["server.xdp.brand-new-knob", "subnet6.pd-pool.type"] {
         assert!(shape.keys.contains(key), "{key} not seen: {:?}", shape.keys);

@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,8 +41,8 @@ use tempfile::TempDir;
 use crate::capture::{self, Mac};
 use crate::netns::{Netns, VethPair};
 use crate::process::{self, ChildGuard};
-use crate::topology::{CLIENT_IF, Ipv4Net, SERVER_IF};
-use crate::twinlease::{self, LeaseRecord, Twinlease, TwinleaseConfig};
+use crate::topology::{CLIENT_IF, Ipv4Net, SERVER_IF, SUBNET6};
+use crate::twinlease::{self, LeaseRecord, LeaseRecord6, Subnet6, Twinlease, TwinleaseConfig};
 use crate::{Error, Result};
 
 /// The client LAN, 10.77.0.0/24: s1 is .1, s2 is .2.
@@ -55,6 +55,25 @@ pub const POOL: (Ipv4Addr, Ipv4Addr) =
     (Ipv4Addr::new(10, 77, 0, 100), Ipv4Addr::new(10, 77, 0, 250));
 /// The partner link's addresses (s1, s2), both /30.
 pub const PARTNER_ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)];
+/// The partner link's IPv6 addresses (s1, s2), both /64 (unique local, RFC 4193), for the
+/// DHCPv6 relationship (RFC 8156) after [`FailoverTopology::enable_ipv6`].
+pub const PARTNER_ADDRS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0xfd00, 0xf0, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0xfd00, 0xf0, 0, 0, 0, 0, 0, 2),
+];
+/// The servers' global IPv6 addresses on the LAN (s1, s2), in [`SUBNET6`].
+pub const LAN_ADDRS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2),
+];
+/// The DHCPv6 address pool both servers share (256 addresses).
+pub const POOL6: (Ipv6Addr, Ipv6Addr) = (
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x1000),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10ff),
+);
+/// The DHCPv6 prefix pool both servers share: /56 prefixes of this /48 (256 of them).
+pub const PD_POOL6: (Ipv6Addr, u8, u8) =
+    (Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, 0, 0), 48, 56);
 /// Name of the partner-link interface in both server namespaces.
 pub const PARTNER_IF: &str = "fo0";
 /// Where twinlease's control API listens inside each server namespace.
@@ -113,6 +132,18 @@ impl Side {
     #[must_use]
     pub fn partner_addr(self) -> Ipv4Addr {
         PARTNER_ADDRS[self.index()]
+    }
+
+    /// The server's IPv6 address on the partner link.
+    #[must_use]
+    pub fn partner_addr6(self) -> Ipv6Addr {
+        PARTNER_ADDRS6[self.index()]
+    }
+
+    /// The server's global IPv6 address on the client LAN.
+    #[must_use]
+    pub fn lan_addr6(self) -> Ipv6Addr {
+        LAN_ADDRS6[self.index()]
     }
 }
 
@@ -265,6 +296,64 @@ impl FailoverTopology {
         self.partner.name_a()
     }
 
+    /// Makes the bench IPv6-ready: no duplicate address detection anywhere, no multicast
+    /// snooping on the bridge (DHCPv6 is multicast), [`PARTNER_ADDRS6`] on the partner link
+    /// and [`LAN_ADDRS6`] on the servers' LAN interfaces; waits (bounded) for every
+    /// link-local address.
+    pub fn enable_ipv6(&self) -> Result<()> {
+        const WAIT: Duration = Duration::from_secs(10);
+        for side in Side::BOTH {
+            let ns = self.server(side);
+            ns.disable_dad(SERVER_IF)?;
+            ns.disable_dad(self.partner_name())?;
+            // Linux drops IPv6 addresses when a link goes down unless told otherwise:
+            // [`Self::cut_partner_link`] must leave them, like the IPv4 ones.
+            ns.sysctl(
+                &format!("net.ipv6.conf.{}.keep_addr_on_down", self.partner_name()),
+                "1",
+            )?;
+            ns.add_addr6(SERVER_IF, &format!("{}/64", side.lan_addr6()))?;
+            ns.add_addr6(self.partner_name(), &format!("{}/64", side.partner_addr6()))?;
+        }
+        for c in &self.clients {
+            c.disable_dad(CLIENT_IF)?;
+        }
+        for i in 1..=self.clients.len() + 2 {
+            self.switch.disable_dad(&format!("p{i}"))?;
+        }
+        self.switch.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        for c in &self.clients {
+            c.wait_link_local(CLIENT_IF, WAIT)?;
+        }
+        for ns in &self.servers {
+            ns.wait_link_local(SERVER_IF, WAIT)?;
+            ns.wait_link_local(self.partner_name(), WAIT)?;
+        }
+        Ok(())
+    }
+
+    /// Whether one ping (1 s timeout) from `from` reaches the other side's IPv6 address
+    /// over the partner link.
+    #[must_use]
+    pub fn partner_ping6(&self, from: Side) -> bool {
+        let to = from.other().partner_addr6().to_string();
+        self.server(from)
+            .exec(
+                "ping",
+                &["-6", "-c1", "-W1", "-n", &to],
+                Duration::from_secs(5),
+            )
+            .is_ok_and(|o| o.status.success())
+    }
+
     /// Whether one ping (1 s timeout) from `from` reaches the other side over the partner
     /// link.
     #[must_use]
@@ -341,6 +430,73 @@ impl FailoverParams {
         let _ = writeln!(s, "auto-partner-down = {}", self.auto_partner_down);
         s
     }
+}
+
+impl FailoverParams {
+    /// The `[failover6]` table (RFC 8156) of the server on `side` in `role`, over
+    /// [`PARTNER_ADDRS6`], with `address-share` `share` percent.
+    #[must_use]
+    pub fn to_toml6(&self, side: Side, role: Role, share: u8) -> String {
+        let mut s = String::from("\n[failover6]\n");
+        let _ = writeln!(s, "name = \"{}-v6\"", self.name);
+        let _ = writeln!(s, "role = \"{}\"", role.as_str());
+        let _ = writeln!(s, "address = \"{}\"", side.partner_addr6());
+        let _ = writeln!(s, "port = {}", self.port);
+        let _ = writeln!(s, "peer-address = \"{}\"", side.other().partner_addr6());
+        let _ = writeln!(s, "peer-port = {}", self.port);
+        let _ = writeln!(s, "mclt = {}", self.mclt);
+        let _ = writeln!(s, "max-response-delay = {}", self.max_response_delay);
+        let _ = writeln!(s, "max-unacked-updates = {}", self.max_unacked_updates);
+        let _ = writeln!(s, "address-share = {share}");
+        let _ = writeln!(s, "auto-partner-down = {}", self.auto_partner_down);
+        s
+    }
+}
+
+/// DHCPv6 lifetimes of the failover bench's `[[subnet6]]`, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes6 {
+    /// `preferred-lifetime`.
+    pub preferred: u32,
+    /// `valid-lifetime`.
+    pub valid: u32,
+    /// `renew-time` (T1).
+    pub renew: u32,
+    /// `rebind-time` (T2).
+    pub rebind: u32,
+}
+
+/// The twinlease configuration of the server on `side` for a DHCPv6 failover test: the
+/// standard DHCPv4 config (standalone) plus a `[[subnet6]]` on `s0` with [`POOL6`],
+/// [`PD_POOL6`] and `life`, the control API, and `[failover6]` when `failover` is given
+/// (role, parameters, address share).
+#[must_use]
+pub fn twinlease_toml6(
+    data_dir: &Path,
+    side: Side,
+    life: Lifetimes6,
+    failover: Option<(Role, &FailoverParams, u8)>,
+) -> String {
+    let mut config = TwinleaseConfig::standard(data_dir, LAN, POOL, 3600);
+    config.subnets[0].routers = vec![side.lan_addr()];
+    config.subnets6.push(Subnet6 {
+        id: 1,
+        prefix: SUBNET6.to_owned(),
+        interface: SERVER_IF.to_owned(),
+        pools: vec![POOL6],
+        pd_pools: vec![PD_POOL6],
+    });
+    let head = "[[subnet6]]\nid = 1\n";
+    let keys = format!(
+        "preferred-lifetime = {}\nvalid-lifetime = {}\nrenew-time = {}\nrebind-time = {}\n",
+        life.preferred, life.valid, life.renew, life.rebind
+    );
+    let mut s = config.to_toml().replacen(head, &format!("{head}{keys}"), 1);
+    let _ = write!(s, "\n[control]\nlisten = \"{CONTROL_ADDR}\"\n");
+    if let Some((role, params, share)) = failover {
+        s.push_str(&params.to_toml6(side, role, share));
+    }
+    s
 }
 
 /// The whole twinlease configuration of the server on `side`: the standard config on the
@@ -570,6 +726,111 @@ pub fn parse_lease_page(v: &Value) -> Result<Vec<LeaseRecord>> {
         })
         .map(|l| serde_json::from_value(l.clone()).map_err(|e| Error(format!("lease {l}: {e}"))))
         .collect()
+}
+
+/// The v6 leases of a `GET /v1/leases` page (`family` `v6`).
+pub fn parse_lease_page6(v: &Value) -> Result<Vec<LeaseRecord6>> {
+    let leases = v
+        .get("leases")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error(format!("no `leases` array in {v}")))?;
+    leases
+        .iter()
+        .filter(|l| l.get("family").and_then(Value::as_str) == Some("v6"))
+        .map(|l| serde_json::from_value(l.clone()).map_err(|e| Error(format!("lease {l}: {e}"))))
+        .collect()
+}
+
+/// The comparable part of one DHCPv6 lease: state, client and IAID (times differ between
+/// partners by design, RFC 8156 §4.4).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Binding6 {
+    /// The lease state.
+    pub state: String,
+    /// The client key (`duid:...`).
+    pub client: Option<String>,
+    /// The IAID.
+    pub iaid: Option<u32>,
+}
+
+/// DHCPv6 states that hold no member for a client.
+const NOT_BINDINGS6: &[&str] = &["free", "backup", "offered", "expired", "released"];
+
+/// The DHCPv6 bindings of a store by (address or prefix, length): every lease whose state
+/// holds its member. Fails when one is listed twice.
+pub fn bindings6(leases: &[LeaseRecord6]) -> Result<BTreeMap<(Ipv6Addr, u8), Binding6>> {
+    let mut out = BTreeMap::new();
+    for l in leases
+        .iter()
+        .filter(|l| !NOT_BINDINGS6.contains(&l.state.as_str()))
+    {
+        let b = Binding6 {
+            state: l.state.clone(),
+            client: l.client.clone(),
+            iaid: l.iaid,
+        };
+        if let Some(prev) = out.insert((l.addr, l.prefix_len), b) {
+            return Err(Error(format!(
+                "{}/{} listed twice: {prev:?} and {l:?}",
+                l.addr, l.prefix_len
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Ok when both stores hold the same DHCPv6 bindings ([`bindings6`]); else an error listing
+/// every difference.
+pub fn assert_same_bindings6(a: &[LeaseRecord6], b: &[LeaseRecord6]) -> Result<()> {
+    let (ba, bb) = (bindings6(a)?, bindings6(b)?);
+    let mut diff = String::new();
+    for (m, x) in &ba {
+        if bb.get(m) != Some(x) {
+            let _ = writeln!(diff, "  {}/{}: {x:?} vs {:?}", m.0, m.1, bb.get(m));
+        }
+    }
+    for (m, y) in &bb {
+        if !ba.contains_key(m) {
+            let _ = writeln!(diff, "  {}/{}: None vs {y:?}", m.0, m.1);
+        }
+    }
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "the DHCPv6 stores differ ({} vs {} bindings):\n{diff}",
+            ba.len(),
+            bb.len()
+        )))
+    }
+}
+
+/// Ok when, over the union of `stores`, no address or prefix is active and unexpired at
+/// `now` for two different clients, and no two active delegated prefixes overlap.
+pub fn assert_no_double_binding6(stores: &[&[LeaseRecord6]], now: u64) -> Result<()> {
+    let mut held: BTreeMap<(Ipv6Addr, u8), Vec<(usize, String)>> = BTreeMap::new();
+    for (i, store) in stores.iter().enumerate() {
+        for l in store
+            .iter()
+            .filter(|l| l.state == "active" && l.expires > now)
+        {
+            let who = l.client.clone().unwrap_or_else(|| "?".to_owned());
+            held.entry((l.addr, l.prefix_len))
+                .or_default()
+                .push((i, who));
+        }
+    }
+    let mut bad = String::new();
+    for (m, holders) in &held {
+        if holders.iter().any(|(_, h)| *h != holders[0].1) {
+            let _ = writeln!(bad, "  {}/{}: (store, client) {holders:?}", m.0, m.1);
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error(format!("members bound to two clients:\n{bad}")))
+    }
 }
 
 /// The current time, UNIX seconds.
@@ -1299,6 +1560,76 @@ impl FailoverLab {
     /// The leases of the dhcpd on `side`.
     pub fn dhcpd_leases(&mut self, side: Side) -> Result<Vec<DhcpdLease>> {
         self.dhcpd(side)?.leases()
+    }
+
+    /// Writes the DHCPv6 failover configs of a twinlease pair ([`twinlease_toml6`]): s1
+    /// primary, s2 secondary, both `params`, the primary allocating `share` percent of the
+    /// addresses.
+    pub fn write_pair6(&self, params: &FailoverParams, life: Lifetimes6, share: u8) -> Result<()> {
+        for (side, role) in [(Side::S1, Role::Primary), (Side::S2, Role::Secondary)] {
+            let text = twinlease_toml6(
+                &self.data_dir(side),
+                side,
+                life,
+                Some((role, params, share)),
+            );
+            std::fs::write(self.config_path(side), text)?;
+        }
+        Ok(())
+    }
+
+    /// The DHCPv6 leases of the twinlease on `side`: from the control API while it runs
+    /// (`GET /v1/leases`, every page, `family` `v6`), from the store when stopped.
+    pub fn leases6(&self, side: Side) -> Result<Vec<LeaseRecord6>> {
+        match &self.servers[side.index()] {
+            Some(Server::Twinlease(_)) => {
+                let mut all = Vec::new();
+                let mut cursor: Option<String> = None;
+                for _ in 0..10_000 {
+                    let mut path = String::from("/v1/leases?limit=1000");
+                    if let Some(c) = &cursor {
+                        let _ = write!(path, "&cursor={}", percent_encode(c));
+                    }
+                    let v = self.get_json(side, &path)?;
+                    all.extend(parse_lease_page6(&v)?);
+                    match v.get("next_cursor").and_then(Value::as_str) {
+                        Some(n) => cursor = Some(n.to_owned()),
+                        None => return Ok(all),
+                    }
+                }
+                Err(Error(format!("{side}: lease listing does not end")))
+            }
+            Some(Server::Dhcpd(_)) => Err(Error(format!("{side} runs dhcpd"))),
+            None => twinlease::leases6(&self.bin, &self.data_dir(side)),
+        }
+    }
+
+    /// Both sides' DHCPv6 leases, and [`assert_no_double_binding6`] over them now.
+    pub fn check_no_double_binding6(&self) -> Result<[Vec<LeaseRecord6>; 2]> {
+        let a = self.leases6(Side::S1)?;
+        let b = self.leases6(Side::S2)?;
+        assert_no_double_binding6(&[&a, &b], unix_now())?;
+        Ok([a, b])
+    }
+
+    /// Polls both twinleases' DHCPv6 leases (every 500 ms, at most `timeout`) until
+    /// [`assert_same_bindings6`] holds; returns the bindings.
+    pub fn wait_converged6(&self, timeout: Duration) -> Result<BTreeMap<(Ipv6Addr, u8), Binding6>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let attempt = (|| {
+                let [a, b] = self.check_no_double_binding6()?;
+                assert_same_bindings6(&a, &b)?;
+                bindings6(&a)
+            })();
+            match attempt {
+                Ok(b) => return Ok(b),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(Error(format!("not converged within {timeout:?}: {e}")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
     }
 
     /// Both sides' twinlease leases, and [`assert_no_double_binding`] over them now.

@@ -9,10 +9,10 @@
 //!
 //! The types live in [`model`]; the TOML shape and the checks in `validate`.
 
-pub mod model;
-mod validate;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod model;
+mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -23,9 +23,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    AddressPool6, Config, Control, Durability, Failover, FailoverRole, FailoverTls, IoMode, Ipv4Net, Ipv4NetError, Ipv6Net,
-    Ipv6NetError, Pool4, PrefixPool6, RawOption, RawOption6, Reservation4, Reservation6, Server,
-    Subnet4, Subnet6, XdpAttachMode, XdpSettings,
+    AddressPool6, Config, Control, Durability, Failover, Failover6, FailoverRole, FailoverTls,
+    IoMode, Ipv4Net, Ipv4NetError, Ipv6Net, Ipv6NetError, Pool4, PrefixPool6, RawOption,
+    RawOption6, Reservation4, Reservation6, Server, Subnet4, Subnet6, XdpAttachMode, XdpSettings,
 };
 
 /// One problem in a configuration file, displayed as `FILE: FIELD: REASON` (or `FILE: REASON`

@@ -23,6 +23,9 @@ pub struct Config {
     pub control: Option<Control>,
     /// The `DHCPv4` failover relationship (`[failover]`); `None`: a standalone server.
     pub failover: Option<Failover>,
+    /// The `DHCPv6` failover relationship (`[failover6]`, RFC 8156); `None`: the `DHCPv6`
+    /// side is standalone.
+    pub failover6: Option<Failover6>,
 }
 
 impl Config {
@@ -907,4 +910,34 @@ pub struct Failover {
 impl Failover {
     /// Default TCP port of the failover protocol (draft-12 §6).
     pub const DEFAULT_PORT: u16 = 647;
+}
+
+/// A `DHCPv6` failover relationship (RFC 8156): the `[failover6]` table. It covers every
+/// `[[subnet6]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover6 {
+    /// Relationship name (`OPTION_F_RELATIONSHIP_NAME`, RFC 8156 §5.5.17), the same on both
+    /// partners.
+    pub name: String,
+    /// This server's role: the primary connects (RFC 8156 §6.1).
+    pub role: FailoverRole,
+    /// Local address and TCP port: listened on, and connected from (default port 647).
+    pub local: SocketAddrV6,
+    /// The partner's address and port: the only source accepted, and the connect target.
+    pub peer: SocketAddrV6,
+    /// Maximum client lead time, seconds (RFC 8156 §4.4).
+    pub mclt: u32,
+    /// Seconds without any message from the partner before the connection is declared down
+    /// (the keepalive time sent in CONNECT, RFC 8156 §5.5.15).
+    pub max_response_delay: u32,
+    /// Binding updates the partner may send ahead of our replies (RFC 8156 §5.5.8).
+    pub max_unacked_updates: u32,
+    /// Percent of each `IA_NA` pool's addresses the primary allocates; the secondary
+    /// allocates the rest (proportional allocation, RFC 8156 §4.2.2).
+    pub address_share: u8,
+    /// Seconds in COMMUNICATIONS-INTERRUPTED after which the server enters PARTNER-DOWN by
+    /// itself; `None`: only an operator does.
+    pub auto_partner_down: Option<u32>,
+    /// Mutual TLS; `None`: plain TCP restricted to the peer address.
+    pub tls: Option<FailoverTls>,
 }

@@ -16,6 +16,7 @@ use super::model::{
 use super::{ConfigError, ConfigErrors};
 
 mod failover;
+mod failover6;
 mod v6;
 
 /// The whole file as written.
@@ -30,6 +31,7 @@ struct RawConfig {
     subnet6: Vec<v6::RawSubnet6>,
     control: Option<RawControl>,
     failover: Option<failover::RawFailover>,
+    failover6: Option<failover6::RawFailover6>,
 }
 
 /// `[control]` as written.
@@ -246,6 +248,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let failover = raw
         .failover
         .and_then(|r| failover::check_failover(&mut c, r));
+    let failover6 = raw
+        .failover6
+        .and_then(|r| failover6::check_failover6(&mut c, r));
     if c.errors.is_empty() {
         Ok(Config {
             server,
@@ -253,6 +258,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             subnet6,
             control,
             failover,
+            failover6,
         })
     } else {
         Err(ConfigErrors { errors: c.errors })

@@ -7,7 +7,7 @@
 //! | `GET /v1/leases?cursor=C&limit=N` | paged listing, DHCPv4 then DHCPv6 |
 //! | `GET /v1/stats` | per subnet and pool: total, active, free, declined… |
 //! | `GET /v1/failover` | failover relationships: states, unacked updates, last contact |
-//! | `POST /v1/failover/partner-down` | declare the partner down (PARTNER-DOWN) |
+//! | `POST /v1/failover/partner-down` | declare the partner down (PARTNER-DOWN); `{"name": …}` or `?name=` picks the relationship |
 //! | `POST /v1/leases/{addr}/expire` | end a binding now, free the address |
 //! | `DELETE /v1/leases/{addr}` | remove the lease records of an address, free it |
 //! | `POST /v1/reload` | read the configuration file again and apply it (422 with `errors` when refused) |
@@ -196,7 +196,7 @@ impl Drop for ControlServer {
 
 fn serve_loop(http: &tiny_http::Server, stop: &AtomicBool, token: Option<&str>, handle: &Handle) {
     while !stop.load(Ordering::Acquire) {
-        let req = match http.recv_timeout(Duration::from_millis(200)) {
+        let mut req = match http.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -210,7 +210,14 @@ fn serve_loop(http: &tiny_http::Server, stop: &AtomicBool, token: Option<&str>, 
             .find(|h| h.field.equiv("Authorization"))
             .map(|h| h.value.as_str().to_owned());
         let method = req.method().as_str().to_owned();
-        let reply = respond(handle, token, &method, req.url(), auth.as_deref());
+        let mut body = String::new();
+        // Bodies are small JSON objects; a longer or unreadable one counts as empty.
+        if std::io::Read::read_to_string(&mut std::io::Read::take(req.as_reader(), 4096), &mut body)
+            .is_err()
+        {
+            body.clear();
+        }
+        let reply = respond_with_body(handle, token, &method, req.url(), auth.as_deref(), &body);
         // Always a Content-Length, never chunked: clients (twinlease ctl) read it plainly.
         let mut resp = tiny_http::Response::from_string(reply.body)
             .with_chunked_threshold(usize::MAX)
@@ -274,6 +281,20 @@ fn not_allowed(allow: &'static str) -> Reply {
     }
 }
 
+/// The relationship a partner-down request names: `{"name": …}` in the body, else
+/// `name=…` in the query, else none.
+fn partner_down_name(body: &str, query: &str) -> Option<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("name="))
+                .and_then(|v| unescape(v).ok())
+        })
+}
+
 /// Compare two byte strings in time independent of where they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -287,6 +308,20 @@ pub fn respond(
     method: &str,
     url: &str,
     auth: Option<&str>,
+) -> Reply {
+    respond_with_body(handle, token, method, url, auth, "")
+}
+
+/// [`respond`] with the request's body (`POST /v1/failover/partner-down` takes an optional
+/// `{"name": "…"}` naming the relationship).
+#[must_use]
+pub fn respond_with_body(
+    handle: &Handle,
+    token: Option<&str>,
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: &str,
 ) -> Reply {
     if let Some(t) = token {
         let given = auth.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
@@ -331,7 +366,7 @@ pub fn respond(
             _ => not_allowed("GET"),
         },
         ["v1", "failover", "partner-down"] => match method {
-            "POST" => match handle.partner_down() {
+            "POST" => match handle.partner_down(partner_down_name(body, query).as_deref()) {
                 Ok(state) => ok(&json!({ "state": state })),
                 Err(e) => error(409, e),
             },
@@ -603,6 +638,20 @@ fn stats(handle: &Handle) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partner_down_names_the_relationship_by_body_or_query() {
+        assert_eq!(
+            partner_down_name(r#"{"name": "edge-v6"}"#, "name=other"),
+            Some("edge-v6".to_owned())
+        );
+        assert_eq!(
+            partner_down_name("", "x=1&name=edge%2Dv6"),
+            Some("edge-v6".to_owned())
+        );
+        assert_eq!(partner_down_name("not json", ""), None);
+        assert_eq!(partner_down_name("{}", ""), None);
+    }
 
     #[test]
     fn query_parsing() {

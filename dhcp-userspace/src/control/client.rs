@@ -203,8 +203,13 @@ pub enum CtlCommand {
     /// Failover relationships: state, partner state, unacknowledged updates, last contact.
     Failover,
     /// Declare the failover partner down (enter PARTNER-DOWN): only when it really is down
-    /// (draft-ietf-dhc-failover-12); after the MCLT this server serves all addresses.
-    PartnerDown,
+    /// (draft-ietf-dhc-failover-12, RFC 8156); after the MCLT this server serves all
+    /// addresses.
+    PartnerDown {
+        /// The relationship (needed when the server has a `[failover]` and a `[failover6]`).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Read the server's configuration file again and apply it without a restart
     /// (subnets, pools, options, reservations); a refused configuration is listed.
     Reload,
@@ -344,8 +349,12 @@ fn run(args: &CtlArgs) -> Result<ExitCode, ClientError> {
                 failover_table(&v)
             };
         }
-        CtlCommand::PartnerDown => {
-            let v = c.json("POST", "/v1/failover/partner-down")?;
+        CtlCommand::PartnerDown { name } => {
+            let path = match name {
+                Some(n) => format!("/v1/failover/partner-down?name={}", enc(n)),
+                None => "/v1/failover/partner-down".to_owned(),
+            };
+            let v = c.json("POST", &path)?;
             out = if args.json {
                 v.to_string()
             } else {

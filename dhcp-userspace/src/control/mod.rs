@@ -321,8 +321,8 @@ pub struct Handle {
     stats: Arc<Stats>,
     xdp: XdpCounterSource,
     timeout: Duration,
-    /// The failover relationship's status and command ring, when there is one.
-    failover: Option<FailoverControl>,
+    /// The failover relationships' status and command rings (DHCPv4, then DHCPv6).
+    failover: Vec<FailoverControl>,
 }
 
 /// The DHCPv4 free map and the DHCPv6 space of the running configuration.
@@ -370,7 +370,7 @@ impl Handle {
             stats,
             xdp,
             timeout: Duration::from_secs(5),
-            failover: None,
+            failover: Vec::new(),
         }
     }
 
@@ -414,9 +414,9 @@ impl Handle {
         self.reloader.as_ref().map(|r| r.counters())
     }
 
-    /// Attach the failover relationship (the server does this when it has one).
+    /// Attach a failover relationship (the server does this for each one it has).
     pub fn set_failover(&mut self, fo: FailoverControl) {
-        self.failover = Some(fo);
+        self.failover.push(fo);
     }
 
     /// The failover relationships' status (empty without failover).
@@ -428,11 +428,25 @@ impl Handle {
             .collect()
     }
 
-    /// Ask the partner thread to enter PARTNER-DOWN (draft-ietf-dhc-failover-12: only an
-    /// operator may say the partner is down). Returns the new state's name.
-    pub fn partner_down(&self) -> Result<&'static str, String> {
-        let Some(f) = &self.failover else {
-            return Err("this server has no failover relationship".to_owned());
+    /// Ask a partner thread to enter PARTNER-DOWN (draft-ietf-dhc-failover-12, RFC 8156
+    /// §8: only an operator may say the partner is down): the relationship named `name`, or
+    /// the only one when `name` is `None`. Returns the new state's name.
+    pub fn partner_down(&self, name: Option<&str>) -> Result<&'static str, String> {
+        let f = match name {
+            Some(n) => self
+                .failover
+                .iter()
+                .find(|f| f.status.lock().is_ok_and(|s| s.name == n))
+                .ok_or_else(|| format!("no failover relationship named {n:?}"))?,
+            None => match self.failover.as_slice() {
+                [] => return Err("this server has no failover relationship".to_owned()),
+                [f] => f,
+                _ => {
+                    return Err(
+                        "this server has several failover relationships: name one".to_owned()
+                    );
+                }
+            },
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         f.commands

@@ -22,6 +22,7 @@
 pub mod admission;
 mod partner;
 pub mod reload;
+mod partner6;
 pub mod socket;
 pub mod xdp;
 
@@ -363,6 +364,8 @@ pub struct Server {
     control: Option<crate::control::api::ControlServer>,
     /// The failover partner thread, when there is a relationship.
     partner: Option<crate::failover::partner::PartnerHandle>,
+    /// The DHCPv6 failover partner thread, when there is a `[failover6]` relationship.
+    partner6: Option<crate::failover::partner::PartnerHandle>,
     handle: Handle,
     /// Replaces the running configuration (SIGHUP, `POST /v1/reload`).
     reloader: Arc<reload::Reloader>,
@@ -512,7 +515,37 @@ impl Server {
                 (w_ends, Some(handle))
             }
         };
+        // The DHCPv6 relationship (RFC 8156): the same, with its own rings and view.
+        let (v6_worker_ends, partner6) = match &config.failover6 {
+            None => (Vec::new(), None),
+            Some(fo) => {
+                let view = Arc::new(crate::failover::channel6::SharedView6::new(
+                    fo.mclt,
+                    fo.role == crate::config::FailoverRole::Primary,
+                    fo.address_share,
+                ));
+                for st in &mut stores {
+                    st.shard6.set_hold_ended(true);
+                }
+                let (w_ends, p_ends) = crate::failover::channel6::rings6(workers, &view);
+                let newest_cltt = stores
+                    .iter()
+                    .flat_map(|st| st.shard6.iter().map(|l| l.cltt))
+                    .max()
+                    .unwrap_or(0);
+                let handle = crate::failover::partner6::spawn6(
+                    fo,
+                    &config.server.data_dir,
+                    Arc::clone(&space6),
+                    p_ends,
+                    view,
+                    newest_cltt,
+                )?;
+                (w_ends, Some(handle))
+            }
+        };
         let mut fo_ends = fo_worker_ends.into_iter();
+        let mut v6_ends = v6_worker_ends.into_iter();
         let mut threads = Vec::new();
         let mut listening = Vec::new();
         let mut xdp_path = None;
@@ -559,6 +592,7 @@ impl Server {
                 replies: MsgLocal::default(),
                 silent_seen: Vec::new(),
                 failover: fo_ends.next().map(partner::WorkerFailover::new),
+                failover6: v6_ends.next().map(partner6::WorkerFailover6::new),
             };
             let core = (!config.server.worker_cores.is_empty())
                 .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);
@@ -602,7 +636,7 @@ impl Server {
                 .map(crate::failover::partner::PartnerHandle::commands),
         ));
         handle.set_reloader(Arc::clone(&reloader));
-        if let Some(p) = &partner {
+        for p in partner.iter().chain(partner6.iter()) {
             handle.set_failover(crate::control::FailoverControl {
                 status: p.status_source(),
                 commands: p.commands(),
@@ -614,6 +648,7 @@ impl Server {
             xdp,
             control: None,
             partner,
+            partner6,
             handle,
             reloader,
             stats,
@@ -683,6 +718,9 @@ impl Server {
         // Last: the partner hears DISCONNECT (an orderly stop, not a failure) after every
         // worker's final commit.
         if let Some(p) = self.partner.take() {
+            p.shutdown();
+        }
+        if let Some(p) = self.partner6.take() {
             p.shutdown();
         }
         let path = self.xdp.lock().ok().and_then(|mut x| x.take());
@@ -872,6 +910,8 @@ struct Worker {
     silent_seen: Vec<&'static str>,
     /// The failover relationship's rings, when there is one.
     failover: Option<partner::WorkerFailover>,
+    /// The DHCPv6 failover relationship's rings, when there is one.
+    failover6: Option<partner6::WorkerFailover6>,
 }
 
 impl Worker {
@@ -906,6 +946,7 @@ impl Worker {
                     }
                     self.serve_control();
                     self.serve_partner();
+                    self.serve_partner6();
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -921,6 +962,12 @@ impl Worker {
                 .failover
                 .as_ref()
                 .map_or(FailoverView::STANDALONE, |f| f.end.view.load());
+            let fo_view6 = self
+                .failover6
+                .as_ref()
+                .map_or(crate::engine::v6::FailoverView6::STANDALONE, |f| {
+                    f.end.view.load()
+                });
             changes.clear();
             changes6.clear();
             self.stats.batch_sizes.observe(jobs.len() as u64);
@@ -933,7 +980,15 @@ impl Worker {
                 let m = match job.meta {
                     JobMeta::V4(m) => m,
                     JobMeta::V6(m) => {
-                        self.handle6(job, m, now, &mut reply, &mut changes6, &mut local);
+                        self.handle6(
+                            job,
+                            m,
+                            now,
+                            &fo_view6,
+                            &mut reply,
+                            &mut changes6,
+                            &mut local,
+                        );
                         continue;
                     }
                 };
@@ -1000,6 +1055,7 @@ impl Worker {
             self.egress.flush(committed, &self.stats, &mut local);
             if committed {
                 self.queue_updates(&changes);
+                self.queue_updates6(&changes6);
             }
             self.stats.fold(&mut local);
             self.stats.requests.fold(&mut self.requests);
@@ -1010,6 +1066,7 @@ impl Worker {
             }
             self.serve_control();
             self.serve_partner();
+            self.serve_partner6();
         }
         if let Err(e) = self.store.wal.commit() {
             tracing::error!(error = %e, "final commit failed");
@@ -1069,11 +1126,16 @@ impl Worker {
     }
 
     /// Decide one DHCPv6 datagram and queue its reply.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the job, its context, the failover view and the outputs"
+    )]
     fn handle6(
         &mut self,
         job: &Job,
         m: RxMeta6,
         now: u32,
+        fo: &crate::engine::v6::FailoverView6,
         reply: &mut [u8; MAX_REPLY],
         changes6: &mut Vec<Lease6>,
         local: &mut Vec<(&'static str, u64)>,
@@ -1097,11 +1159,12 @@ impl Worker {
             src: m.src,
             dst: m.dst,
         };
-        match e6.handle(
+        match e6.handle_fo(
             &job.buf[..job.len],
             &ingress,
             now,
             &mut self.store.shard6,
+            fo,
             reply,
             changes6,
         ) {
@@ -1186,7 +1249,19 @@ impl Worker {
                 self.queue_updates(&ended);
             }
         }
-        self.store.shard6.reclaim(unix_now(), 4096);
+        match self.failover6.as_ref().map(|f| f.end.view.mclt()) {
+            None => {
+                self.store.shard6.reclaim(unix_now(), 4096);
+            }
+            Some(mclt) => {
+                // RFC 8156 §4.4: an ended binding waits the MCLT; the partner hears of it.
+                let mut ended = Vec::new();
+                self.store
+                    .shard6
+                    .reclaim_delayed(unix_now(), 4096, mclt, &mut |l| ended.push(*l));
+                self.queue_updates6(&ended);
+            }
+        }
         if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {
             let c = self.store.wal.compactor();
             let flag = Arc::clone(&self.compacting);

@@ -21,7 +21,8 @@
 //! What may change: subnets, pools, options, reservations, lease times, `server-id`,
 //! `offer-hold-secs`, `decline-probation-secs`. What may not (the reload is refused with one
 //! `file: field: reason` line each, and the running configuration stays): the rest of
-//! `[server]`, `[control]`, `[failover]`, and DHCPv6 on a server started without it (no
+//! `[server]`, `[control]`, `[failover]`, `[failover6]` (and the DHCPv6 subnets with it), and
+//! DHCPv6 on a server started without it (no
 //! DHCPv6 socket is open).
 //!
 //! Leases whose address left every pool are kept until they expire and stay in the lease
@@ -656,6 +657,16 @@ pub fn restart_only_changes(old: &Config, new: &Config, file: &str) -> Vec<Confi
     }
     if old.failover != new.failover {
         refuse("failover", "the failover relationship");
+    }
+    if old.failover6 != new.failover6 {
+        refuse("failover6", "the DHCPv6 failover relationship");
+    }
+    if new.failover6.is_some() && old.subnet6 != new.subnet6 {
+        // The partner thread and the shares of RFC 8156 are built for the pools at start.
+        refuse(
+            "subnet6",
+            "the DHCPv6 subnets of a server with a [failover6] relationship",
+        );
     }
     if old.subnet6.is_empty() && !new.subnet6.is_empty() {
         refuse(

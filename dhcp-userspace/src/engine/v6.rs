@@ -13,7 +13,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::Path;
 
 use crate::lease::{BindingState, ClientKey, IaKind, Lease6};
-use crate::pool::v6::Shard6;
+use crate::pool::v6::{Shard6, Share6};
 use crate::wire::v6::{
     Error as WireError, Hint, IaRequest, MAX_DUID_LEN, MIN_DUID_LEN, MessageType, ReplyWriter,
     Request, SERVER_PORT, StatusCode, opt,
@@ -160,6 +160,33 @@ pub enum Verdict6 {
     Silent(&'static str),
     /// Dropped; the reason is a counter label.
     Drop(&'static str),
+}
+
+/// What the DHCPv6 failover state allows (RFC 8156 §4.2, §4.4, §8): the snapshot a worker
+/// takes from the partner thread once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverView6 {
+    /// Whether a DHCPv6 failover relationship exists; the other fields are ignored when not.
+    pub enabled: bool,
+    /// Whether to answer clients at all (not in STARTUP, RECOVER...).
+    pub respond: bool,
+    /// Whether members may be allocated to clients that hold none.
+    pub allocate: bool,
+    /// Which members new allocations come from.
+    pub share: Share6,
+    /// Maximum client lead time, seconds (RFC 8156 §4.4).
+    pub mclt: u32,
+}
+
+impl FailoverView6 {
+    /// A server without a DHCPv6 partner: everything allowed, no MCLT bound.
+    pub const STANDALONE: Self = Self {
+        enabled: false,
+        respond: true,
+        allocate: true,
+        share: Share6::Any,
+        mclt: 0,
+    };
 }
 
 /// The DHCPv6 protocol engine: immutable configuration, shared by all workers.
@@ -358,6 +385,62 @@ impl Engine6 {
         out: &mut [u8],
         changes: &mut Vec<Lease6>,
     ) -> Verdict6 {
+        self.handle_fo(
+            datagram,
+            ingress,
+            now,
+            shard,
+            &FailoverView6::STANDALONE,
+            out,
+            changes,
+        )
+    }
+
+    /// [`Self::handle`] under a DHCPv6 failover relationship (RFC 8156): silent when the
+    /// state does not respond, new members only from this server's share and only when the
+    /// state allocates (§4.2), every valid lifetime bounded by what the partner acknowledged
+    /// plus the MCLT (§4.4), and every change marked for an update to the partner.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the datagram, its context, the shard, the view and the outputs"
+    )]
+    pub fn handle_fo(
+        &self,
+        datagram: &[u8],
+        ingress: &Ingress6,
+        now: u32,
+        shard: &mut Shard6,
+        fo: &FailoverView6,
+        out: &mut [u8],
+        changes: &mut Vec<Lease6>,
+    ) -> Verdict6 {
+        let before = changes.len();
+        let v = self.decide(datagram, ingress, now, shard, fo, out, changes);
+        if fo.enabled {
+            // RFC 8156 §6: every committed change is sent to the partner.
+            for c in &mut changes[before..] {
+                c.update_pending = true;
+                shard.upsert(*c);
+            }
+        }
+        v
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the datagram, its context, the shard, the view and the outputs"
+    )]
+    fn decide(
+        &self,
+        datagram: &[u8],
+        ingress: &Ingress6,
+        now: u32,
+        shard: &mut Shard6,
+        fo: &FailoverView6,
+        out: &mut [u8],
+        changes: &mut Vec<Lease6>,
+    ) -> Verdict6 {
+        shard.set_share(if fo.enabled { fo.share } else { Share6::Any });
         let req = match Request::parse(datagram) {
             Ok(r) => r,
             Err(e) => return Verdict6::Drop(e.reason()),
@@ -419,12 +502,17 @@ impl Engine6 {
         let Some(subnet) = self.select_subnet(&req, ingress) else {
             return Verdict6::Drop("no_subnet");
         };
+        // RFC 8156 §8: STARTUP, RECOVER, RECOVER-WAIT, POTENTIAL-CONFLICT... do not respond.
+        if fo.enabled && !fo.respond {
+            return Verdict6::Silent("failover_not_serving");
+        }
         let cx = Cx {
             engine: self,
             req: &req,
             subnet,
             key,
             now,
+            fo,
         };
         let before = changes.len();
         let mut ias = Vec::with_capacity(req.ia_na().len() + req.ia_pd().len());
@@ -560,6 +648,7 @@ struct Cx<'e, 'r> {
     /// The client (absent only for an INFORMATION-REQUEST without CLIENTID).
     key: Option<ClientKey>,
     now: u32,
+    fo: &'e FailoverView6,
 }
 
 impl Cx<'_, '_> {
@@ -630,12 +719,49 @@ impl Cx<'_, '_> {
         }
     }
 
-    fn item(&self, shard: &Shard6, kind: IaKind, (addr, len): (Ipv6Addr, u8), live: bool) -> Item {
-        let (preferred, valid) = if live {
-            (self.subnet.preferred, self.subnet.valid)
+    /// The preferred and valid lifetimes to give `key` for `member` now: the subnet's,
+    /// with a partner bounded so the binding never runs past what the partner acknowledged
+    /// for this client and member plus the MCLT (RFC 8156 §4.4), the preferred lifetime never
+    /// above the valid one (RFC 8415 §21.6).
+    fn lifetimes(
+        &self,
+        shard: &Shard6,
+        key: &ClientKey,
+        kind: IaKind,
+        member: (Ipv6Addr, u8),
+    ) -> (u32, u32) {
+        let (preferred, valid) = (self.subnet.preferred, self.subnet.valid);
+        if !self.fo.enabled {
+            return (preferred, valid);
+        }
+        let acked = shard
+            .get(kind, member.0)
+            .filter(|l| l.client == *key && l.prefix_len == member.1)
+            .map_or(0, |l| l.partner_expires);
+        let expiry = crate::failover::rules::grant_expiry(self.now, valid, acked, self.fo.mclt);
+        let valid = expiry.saturating_sub(self.now).max(1);
+        (preferred.min(valid), valid)
+    }
+
+    fn item(&self, shard: &Shard6, kind: IaKind, member: (Ipv6Addr, u8), live: bool) -> Item {
+        let lifetimes = if live {
+            match self.key {
+                Some(k) => self.lifetimes(shard, &k, kind, member),
+                None => (self.subnet.preferred, self.subnet.valid),
+            }
         } else {
             (0, 0)
         };
+        self.item_with(shard, kind, member, lifetimes)
+    }
+
+    fn item_with(
+        &self,
+        shard: &Shard6,
+        kind: IaKind,
+        (addr, len): (Ipv6Addr, u8),
+        (preferred, valid): (u32, u32),
+    ) -> Item {
         Item {
             addr,
             len,
@@ -651,7 +777,22 @@ impl Cx<'_, '_> {
         // RFC 8415 §21.4: T1/T2 only matter while some lease is live.
         let live = items.iter().any(|i| i.valid > 0);
         let (t1, t2) = if live {
-            (self.subnet.t1, self.subnet.t2)
+            // Lifetimes cut by the MCLT (RFC 8156 §4.4): renew at 0.5 and rebind at 0.8 of
+            // the shortest preferred lifetime (RFC 8415 §21.4 recommends those ratios).
+            let shortest = items
+                .iter()
+                .filter(|i| i.valid > 0)
+                .map(|i| i.preferred)
+                .min()
+                .unwrap_or(self.subnet.preferred);
+            if shortest < self.subnet.preferred {
+                (
+                    self.subnet.t1.min(shortest / 2),
+                    self.subnet.t2.min(shortest / 5 * 4),
+                )
+            } else {
+                (self.subnet.t1, self.subnet.t2)
+            }
         } else {
             (0, 0)
         };
@@ -725,6 +866,10 @@ impl Cx<'_, '_> {
             && self.appropriate(shard, kind, o.addr, o.prefix_len)
         {
             return Some((o.addr, o.prefix_len));
+        }
+        // RFC 8156 §8: in some states only existing bindings are served.
+        if self.fo.enabled && !self.fo.allocate {
+            return None;
         }
         if let Some(r) = self.reserved_for(kind) {
             // Not when another of the client's IAs holds it already.
@@ -869,19 +1014,25 @@ impl Cx<'_, '_> {
         {
             shard.cancel_offer(kind, o.addr);
         }
-        let l = self.lease(
+        let life = self.lifetimes(shard, key, kind, chosen);
+        let mut l = self.lease(
             key,
             (kind, ia.iaid),
             chosen,
             BindingState::Active,
             (
-                self.now.saturating_add(self.subnet.preferred),
-                self.now.saturating_add(self.subnet.valid),
+                self.now.saturating_add(life.0),
+                self.now.saturating_add(life.1),
             ),
         );
+        // What the partner acknowledged for this client and member still holds.
+        l.partner_expires = shard
+            .get(kind, chosen.0)
+            .filter(|o| o.client == *key && o.prefix_len == chosen.1)
+            .map_or(0, |o| o.partner_expires);
         shard.upsert(l);
         changes.push(l);
-        items.insert(0, self.item(shard, kind, chosen, true));
+        items.insert(0, self.item_with(shard, kind, chosen, life));
         self.ia_out(kind, ia.iaid, items)
     }
 
@@ -924,14 +1075,15 @@ impl Cx<'_, '_> {
             }
             bound_any = true;
             if self.appropriate(shard, kind, l.addr, l.prefix_len) {
+                let life = self.lifetimes(shard, key, kind, member);
                 let mut r = *l;
                 r.state = BindingState::Active;
-                r.preferred_until = self.now.saturating_add(self.subnet.preferred);
-                r.expires = self.now.saturating_add(self.subnet.valid);
+                r.preferred_until = self.now.saturating_add(life.0);
+                r.expires = self.now.saturating_add(life.1);
                 r.cltt = self.now;
                 shard.upsert(r);
                 changes.push(r);
-                items.push(self.item(shard, kind, member, true));
+                items.push(self.item_with(shard, kind, member, life));
             } else {
                 // RFC 8415 §18.3.4: no longer appropriate for the link: lifetimes 0.
                 let mut r = *l;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{Engine6, Ingress6, Verdict6, encode_domain_list, load_or_create_server_duid};
+use super::{
+    Engine6, FailoverView6, Ingress6, Verdict6, encode_domain_list, load_or_create_server_duid,
+};
 use crate::config::parse;
 use crate::engine::build_v6;
 use crate::lease::{BindingState, ClientKey, IaKind, Lease6};
@@ -100,6 +102,7 @@ range = "2001:db8:3::100-2001:db8:3::10f"
 struct Fx {
     engine: Engine6,
     shards: Vec<Shard6>,
+    fo: FailoverView6,
 }
 
 impl Fx {
@@ -115,7 +118,11 @@ impl Fx {
         let shards = (0..shards)
             .map(|i| Shard6::new(i, shards, Arc::clone(&space)))
             .collect();
-        Self { engine, shards }
+        Self {
+            engine,
+            shards,
+            fo: FailoverView6::STANDALONE,
+        }
     }
 
     /// Hand `datagram` to the engine with the shard the dispatcher would pick (by DUID).
@@ -128,11 +135,12 @@ impl Fx {
             .map_or(0, |k| k.shard(n));
         let mut buf = [0u8; 1500];
         let mut changes = Vec::new();
-        let verdict = self.engine.handle(
+        let verdict = self.engine.handle_fo(
             datagram,
             ingress,
             now,
             &mut self.shards[w],
+            &self.fo,
             &mut buf,
             &mut changes,
         );
@@ -1393,4 +1401,132 @@ proptest! {
             check_invariants(&fx)?;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// DHCPv6 failover (RFC 8156)
+
+fn fo_view(mclt: u32, share: crate::pool::v6::Share6) -> FailoverView6 {
+    FailoverView6 {
+        enabled: true,
+        respond: true,
+        allocate: true,
+        share,
+        mclt,
+    }
+}
+
+#[test]
+fn failover_bounds_lifetimes_by_the_mclt_until_the_partner_acknowledges() {
+    // RFC 8156 §4.4: a lifetime never runs past what the partner acknowledged plus the MCLT.
+    let mut fx = Fx::new(1);
+    fx.fo = fo_view(600, crate::pool::v6::Share6::Any);
+    let c = duid(1);
+    let adv = fx.direct(&Msg::new(MessageType::Solicit, &c).na(1, &[]), T0);
+    let ia = adv.reply().ia(IaKind::Na, 1);
+    assert_eq!((ia.items[0].preferred, ia.items[0].valid), (600, 600));
+    let a = ia.items[0].addr;
+    let out = fx.direct(&Msg::new(MessageType::Request, &c).ours().na(1, &[a]), T0);
+    let ia = out.reply().ia(IaKind::Na, 1);
+    assert_eq!((ia.items[0].preferred, ia.items[0].valid), (600, 600));
+    // T1 and T2 follow the shortened lifetime (RFC 8415 §21.4 ratios).
+    assert_eq!((ia.t1, ia.t2), (300, 480));
+    let l = out.changes[0];
+    assert_eq!(l.expires, T0 + 600);
+    assert!(l.update_pending, "a change for the partner");
+    assert_eq!(
+        fx.lease(IaKind::Na, a).map(|l| l.update_pending),
+        Some(true)
+    );
+    // The partner acknowledges a lifetime to T0 + 5000: the renewal gets the whole 4000 s.
+    let key = ClientKey::from_duid(&c).unwrap();
+    fx.shards[0].partner_acked(IaKind::Na, a, &key, T0, T0 + 5000);
+    let r = fx.direct(
+        &Msg::new(MessageType::Renew, &c).ours().na(1, &[a]),
+        T0 + 100,
+    );
+    let ia = r.reply().ia(IaKind::Na, 1);
+    assert_eq!((ia.items[0].preferred, ia.items[0].valid), (3000, 4000));
+    assert_eq!((ia.t1, ia.t2), (1500, 2400));
+    assert_eq!(r.changes[0].partner_expires, T0 + 5000);
+    // Later, past what was acknowledged: the MCLT beyond it again.
+    let r = fx.direct(
+        &Msg::new(MessageType::Renew, &c).ours().na(1, &[a]),
+        T0 + 4800,
+    );
+    let ia = r.reply().ia(IaKind::Na, 1);
+    assert_eq!(ia.items[0].valid, 200 + 600);
+    assert!(ia.items[0].preferred <= ia.items[0].valid);
+}
+
+#[test]
+fn failover_states_that_do_not_respond_or_allocate() {
+    let mut fx = Fx::new(1);
+    fx.fo = fo_view(600, crate::pool::v6::Share6::Any);
+    let c = duid(1);
+    let a = bind(&mut fx, &c, T0);
+    fx.fo.respond = false;
+    let out = fx.direct(
+        &Msg::new(MessageType::Renew, &c).ours().na(1, &[a]),
+        T0 + 10,
+    );
+    assert_eq!(out.verdict, Verdict6::Silent("failover_not_serving"));
+    assert!(out.changes.is_empty());
+    // Serving existing bindings only: the renewal works, a new client gets nothing.
+    fx.fo.respond = true;
+    fx.fo.allocate = false;
+    let out = fx.direct(
+        &Msg::new(MessageType::Renew, &c).ours().na(1, &[a]),
+        T0 + 10,
+    );
+    assert_eq!(out.reply().one(IaKind::Na, 1), a);
+    let out = fx.direct(
+        &Msg::new(MessageType::Solicit, &duid(2)).na(1, &[]),
+        T0 + 10,
+    );
+    assert_eq!(
+        out.reply().ia(IaKind::Na, 1).status,
+        Some(StatusCode::NoAddrsAvail as u16)
+    );
+}
+
+#[test]
+fn failover_allocates_from_its_own_share_only() {
+    use crate::pool::v6::Share6;
+    let mut fx = Fx::new(2);
+    // The secondary with every address in the primary's share: no address, but prefixes
+    // from the second half of the pool.
+    fx.fo = fo_view(600, Share6::Secondary { address_share: 100 });
+    let c = duid(3);
+    let out = fx.direct(
+        &Msg::new(MessageType::Solicit, &c).na(1, &[]).pd(2, &[]),
+        T0,
+    );
+    let r = out.reply();
+    assert_eq!(
+        r.ia(IaKind::Na, 1).status,
+        Some(StatusCode::NoAddrsAvail as u16)
+    );
+    let p = r.one(IaKind::Pd, 2);
+    assert!(
+        u128::from(p) >= u128::from(ip("2001:db8:8000:8000::")),
+        "{p}"
+    );
+    // In PARTNER-DOWN after the MCLT (Any): addresses again.
+    fx.fo.share = Share6::Any;
+    let out = fx.direct(&Msg::new(MessageType::Solicit, &c).na(1, &[]), T0);
+    assert!(in_range(
+        out.reply().one(IaKind::Na, 1),
+        "2001:db8:1::100",
+        "2001:db8:1::13f"
+    ));
+    // The primary's prefixes come from the first half.
+    let mut fx = Fx::new(2);
+    fx.fo = fo_view(600, Share6::Primary { address_share: 50 });
+    let out = fx.direct(&Msg::new(MessageType::Solicit, &duid(4)).pd(2, &[]), T0);
+    let p = out.reply().one(IaKind::Pd, 2);
+    assert!(
+        u128::from(p) < u128::from(ip("2001:db8:8000:8000::")),
+        "{p}"
+    );
 }

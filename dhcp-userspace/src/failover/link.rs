@@ -93,6 +93,56 @@ pub struct LinkConfig {
     pub max_message: usize,
     /// TLS with mutual authentication, or `None` for plain TCP.
     pub tls: Option<TlsConfig>,
+    /// How messages are delimited and checked on the stream.
+    pub framing: Framing,
+}
+
+/// The failover protocol spoken on a link: it decides how the byte stream is split into
+/// messages and how each one is checked. A message always travels whole, with its length
+/// field: [`LinkEvent::Message`] holds it so, and [`Link::send`] takes it so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// DHCPv4 failover, draft-ietf-dhc-failover-12 §6.1: the 2-byte length opens the 12-byte
+    /// header and counts it.
+    #[default]
+    Draft12,
+    /// DHCPv6 failover, RFC 8156 §5.1 (RFC 5460 §5.1 framing): a 2-byte `msg-size` prefix,
+    /// then the 8-byte message header ([`crate::wire::failover6::Message`]).
+    Rfc8156,
+}
+
+impl Framing {
+    /// Bytes of the smallest whole message (length field included).
+    fn min_len(self) -> usize {
+        match self {
+            Self::Draft12 => field::HEADER_LEN,
+            Self::Rfc8156 => {
+                crate::wire::failover6::FRAME_PREFIX_LEN + crate::wire::failover6::field::HEADER_LEN
+            }
+        }
+    }
+
+    /// The length of the whole message at the start of `stream` (length field included),
+    /// once its length field is buffered.
+    fn frame_len(self, stream: &[u8]) -> Option<usize> {
+        match self {
+            Self::Draft12 => frame_len(stream),
+            Self::Rfc8156 => crate::wire::failover6::frame_len(stream),
+        }
+    }
+
+    /// Check one whole message of [`Self::frame_len`] bytes.
+    fn check(self, msg: &[u8]) -> Result<(), LinkError> {
+        match self {
+            Self::Draft12 => Packet::new_checked(msg)
+                .map(|_| ())
+                .map_err(LinkError::InvalidMessage),
+            Self::Rfc8156 => crate::wire::failover6::frame_message(msg)
+                .and_then(crate::wire::failover6::Message::new_checked)
+                .map(|_| ())
+                .map_err(LinkError::InvalidMessage6),
+        }
+    }
 }
 
 impl LinkConfig {
@@ -105,12 +155,17 @@ impl LinkConfig {
             connect,
             max_message: DEFAULT_MAX_MESSAGE,
             tls: None,
+            framing: Framing::Draft12,
         }
     }
 
     fn max_message(&self) -> usize {
-        self.max_message
-            .clamp(field::HEADER_LEN, DEFAULT_MAX_MESSAGE)
+        // RFC 8156 frames carry 2 bytes beyond the 65535 of their `msg-size`.
+        let max = match self.framing {
+            Framing::Draft12 => DEFAULT_MAX_MESSAGE,
+            Framing::Rfc8156 => DEFAULT_MAX_MESSAGE + crate::wire::failover6::FRAME_PREFIX_LEN,
+        };
+        self.max_message.clamp(self.framing.min_len(), max)
     }
 }
 
@@ -201,6 +256,9 @@ pub enum LinkError {
     /// [`Link::send`] was given something that is not one whole failover message.
     #[error("not one failover message")]
     InvalidMessage(#[source] WireError),
+    /// [`Link::send`] was given something that is not one whole RFC 8156 message.
+    #[error("not one DHCPv6 failover message")]
+    InvalidMessage6(#[source] crate::wire::failover6::Error),
     /// [`Link::send`] was given bytes whose length differs from the message length field.
     #[error("message length field says {field} bytes, got {len}")]
     LengthMismatch {
@@ -395,7 +453,8 @@ impl Link {
 
     /// Queue one whole message to the current connection. Never blocks.
     pub fn send(&self, msg: Vec<u8>) -> Result<(), LinkError> {
-        match frame_len(&msg) {
+        let framing = self.shared.cfg.framing;
+        match framing.frame_len(&msg) {
             Some(n) if n == msg.len() => {}
             Some(n) => {
                 return Err(LinkError::LengthMismatch {
@@ -404,13 +463,21 @@ impl Link {
                 });
             }
             None => {
-                return Err(LinkError::InvalidMessage(WireError::Truncated {
-                    len: msg.len(),
-                    need: field::HEADER_LEN,
-                }));
+                return Err(match framing {
+                    Framing::Draft12 => LinkError::InvalidMessage(WireError::Truncated {
+                        len: msg.len(),
+                        need: field::HEADER_LEN,
+                    }),
+                    Framing::Rfc8156 => {
+                        LinkError::InvalidMessage6(crate::wire::failover6::Error::Truncated {
+                            len: msg.len(),
+                            need: framing.min_len(),
+                        })
+                    }
+                });
             }
         }
-        Packet::new_checked(&msg[..]).map_err(LinkError::InvalidMessage)?;
+        framing.check(&msg)?;
         let current = self.shared.current();
         let Some(c) = current.as_ref() else {
             return Err(LinkError::NotConnected);
@@ -713,10 +780,12 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Shared, mut rd: R) -> String {
     let mut buf = vec![0u8; max];
     let (mut start, mut end) = (0usize, 0usize);
     let c = &shared.counters;
+    let framing = shared.cfg.framing;
     loop {
-        while let Some(len) = frame_len(&buf[start..end]) {
-            // draft-12 §6.1: the length covers the whole message, 12-byte header included.
-            if len < field::HEADER_LEN {
+        while let Some(len) = framing.frame_len(&buf[start..end]) {
+            // draft-12 §6.1: the length covers the whole message, 12-byte header included;
+            // RFC 8156 §5.1: `msg-size` follows its 2 bytes and covers at least the header.
+            if len < framing.min_len() {
                 bump(&c.malformed, 1);
                 let reason = format!("malformed message: length {len} shorter than the header");
                 tracing::warn!(peer = %shared.cfg.peer, "failover: {reason}, closing the connection");
@@ -732,7 +801,7 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Shared, mut rd: R) -> String {
                 break;
             }
             let msg = &buf[start..start + len];
-            if let Err(e) = Packet::new_checked(msg) {
+            if let Err(e) = framing.check(msg) {
                 bump(&c.malformed, 1);
                 let reason = format!("malformed message: {e}");
                 tracing::warn!(peer = %shared.cfg.peer, "failover: {reason}, closing the connection");

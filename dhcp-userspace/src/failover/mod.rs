@@ -19,16 +19,20 @@
 //!   queues, pool balancing;
 //! - [`channel`]: the bounded rings between the workers and the partner thread, and the
 //!   published view of what the state allows;
-//! - [`split`]: the durable FREE/BACKUP split of the free addresses.
+//! - [`split`]: the durable FREE/BACKUP split of the free addresses;
+//! - [`partner6`] and [`channel6`]: the same for DHCPv6 failover (RFC 8156), which reuses the
+//!   state machine, the rules and the link (with its RFC 8156 framing).
 //!
 //! The partner thread owns the TCP connection and feeds this module; the workers read the
 //! [`Machine::policy`] it publishes before allocating or renewing.
 
 pub mod channel;
+pub mod channel6;
 pub mod conflict;
 pub mod lb;
 pub mod link;
 pub mod partner;
+pub mod partner6;
 pub mod persist;
 pub mod rules;
 pub mod split;

@@ -61,6 +61,8 @@ pub enum PartnerError {
 pub struct Status {
     /// Relationship name.
     pub name: String,
+    /// `v4` (draft-ietf-dhc-failover-12) or `v6` (RFC 8156).
+    pub family: &'static str,
     /// `primary` or `secondary`.
     pub role: &'static str,
     /// This server's state.
@@ -116,6 +118,21 @@ pub struct PartnerHandle {
 }
 
 impl PartnerHandle {
+    /// A handle over a running partner thread (also the DHCPv6 one, [`super::partner6`]).
+    pub(super) fn from_parts(
+        status: Arc<Mutex<Status>>,
+        cmd: tokio::sync::mpsc::Sender<Command>,
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> Self {
+        Self {
+            status,
+            cmd,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     /// The current status.
     #[must_use]
     pub fn status(&self) -> Status {
@@ -159,7 +176,7 @@ impl Drop for PartnerHandle {
     }
 }
 
-fn unix_now() -> u32 {
+pub(super) fn unix_now() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)
@@ -197,6 +214,7 @@ pub fn spawn(
     }
     let status = Arc::new(Mutex::new(Status {
         name: cfg.name.clone(),
+        family: "v4",
         role: match role {
             Role::Primary => "primary",
             Role::Secondary => "secondary",
@@ -215,6 +233,7 @@ pub fn spawn(
         peer: SocketAddr::V4(cfg.peer),
         connect: role == Role::Primary,
         max_message: 65_535,
+        framing: super::link::Framing::Draft12,
         tls: cfg.tls.as_ref().map(|t| TlsConfig {
             cert: t.cert.clone(),
             key: t.key.clone(),
@@ -281,7 +300,7 @@ pub fn spawn(
     })
 }
 
-fn sanitize(name: &str) -> String {
+pub(super) fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -294,13 +313,13 @@ fn sanitize(name: &str) -> String {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    rejected: AtomicU64,
-    received: AtomicU64,
-    refused: AtomicU64,
-    transferred: AtomicU64,
+pub(super) struct Counters {
+    pub(super) sent: AtomicU64,
+    pub(super) acked: AtomicU64,
+    pub(super) rejected: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) refused: AtomicU64,
+    pub(super) transferred: AtomicU64,
 }
 
 /// One update in flight.

@@ -525,3 +525,50 @@ async fn missing_tls_file_is_a_start_error() {
     let err = Link::start(cfg).await.expect_err("no files");
     assert!(matches!(err, LinkError::TlsFile { .. }), "{err:?}");
 }
+
+/// An RFC 8156 CONTACT (type 35, §5.3.12): 2-byte `msg-size`, then the 8-byte header.
+fn contact6(xid: u32) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let n = crate::wire::failover6::MessageWriter::header_only(
+        &mut buf,
+        &crate::wire::failover6::Header {
+            msg_type: crate::wire::failover6::MessageType::Contact,
+            xid,
+            sent_time: 1,
+        },
+    )
+    .unwrap();
+    buf[..n].to_vec()
+}
+
+#[tokio::test]
+async fn rfc8156_framing_moves_prefixed_messages_and_refuses_short_ones() {
+    let mut scfg = LinkConfig::new(lo(0), lo(crate::wire::failover6::PORT), false);
+    scfg.framing = Framing::Rfc8156;
+    let (sec, mut srx) = Link::start(scfg).await.unwrap();
+    let mut pcfg = LinkConfig::new(lo(0), sec.local_addr(), true);
+    pcfg.framing = Framing::Rfc8156;
+    let (pri, mut prx) = Link::start(pcfg).await.unwrap();
+    expect_up(&mut prx).await;
+    expect_up(&mut srx).await;
+    let m = contact6(0x00ab_cdef);
+    assert_eq!(m.len(), 10);
+    pri.send(m.clone()).unwrap();
+    assert_eq!(expect_message(&mut srx).await, m);
+    // A draft-12 message is not an RFC 8156 frame (its length field differs).
+    assert!(matches!(
+        pri.send(message(1, b"x")),
+        Err(LinkError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        pri.send(vec![0, 3, 35, 0, 0]),
+        Err(LinkError::InvalidMessage6(_))
+    ));
+    // A raw peer whose msg-size cannot hold the header is disconnected.
+    pri.shutdown().await;
+    let mut raw = TcpStream::connect(sec.local_addr()).await.unwrap();
+    raw.write_all(&[0, 3, 35, 0, 0]).await.unwrap();
+    expect_closed(&mut raw).await;
+    wait_stats(&sec, |s| s.malformed >= 1).await;
+    sec.shutdown().await;
+}

@@ -39,7 +39,7 @@ mod tests;
 
 use std::net::Ipv6Addr;
 
-pub use shard::{Reclaim6Stats, Shard6};
+pub use shard::{Reclaim6Stats, Shard6, Share6};
 pub use space::Space6;
 
 /// What a DHCPv6 pool hands out.

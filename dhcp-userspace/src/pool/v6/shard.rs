@@ -15,6 +15,66 @@ pub(super) const FULL_SCAN_LIMIT: u128 = 1 << 16;
 /// Members a failed allocation scans in a bigger partition (the cursor carries on next time).
 pub(super) const SCAN_BUDGET: u128 = 1024;
 
+/// Which members of the pools this server may allocate to new clients: with a DHCPv6
+/// failover partner, each server allocates from its own share only (RFC 8156 §4.2). The
+/// shares are pure functions of the member, the same on both partners, so nothing about them
+/// is stored:
+/// - `IA_NA` pools use proportional allocation (RFC 8156 §4.2.2): an address belongs to the
+///   primary when a stable hash of it, modulo 100, is below `address_share`;
+/// - `IA_PD` pools use independent allocation (RFC 8156 §4.2.1): the first half of the
+///   delegatable prefixes (by index in the pool, rounded up) belongs to the primary, the
+///   second half to the secondary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Share6 {
+    /// Every member: no partner, or PARTNER-DOWN once the MCLT has passed (RFC 8156 §4.2.2).
+    #[default]
+    Any,
+    /// The primary's share.
+    Primary {
+        /// Percent of each address pool that is the primary's.
+        address_share: u8,
+    },
+    /// The secondary's share.
+    Secondary {
+        /// Percent of each address pool that is the primary's (the secondary has the rest).
+        address_share: u8,
+    },
+}
+
+impl Share6 {
+    /// Whether member `index` (address or prefix `addr`) of a `kind` pool of `count` members
+    /// is the primary's, with `address_share` percent of the addresses to the primary.
+    #[must_use]
+    pub fn primary_owns(
+        kind: IaKind,
+        addr: u128,
+        index: u128,
+        count: u128,
+        address_share: u8,
+    ) -> bool {
+        match kind {
+            IaKind::Na => {
+                let h = mix64((addr >> 64) as u64 ^ mix64(addr as u64 ^ 0x6f66_6f36));
+                h % 100 < u64::from(address_share)
+            }
+            IaKind::Pd => index < count.div_ceil(2),
+        }
+    }
+
+    /// Whether this share holds member `i` of the pool laid out as `g`.
+    pub(super) fn allows(self, g: &Geo, i: u128) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Primary { address_share } => {
+                Self::primary_owns(g.kind, g.addr_of(i), i, g.count, address_share)
+            }
+            Self::Secondary { address_share } => {
+                !Self::primary_owns(g.kind, g.addr_of(i), i, g.count, address_share)
+            }
+        }
+    }
+}
+
 /// What one [`Shard6::reclaim`] call did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reclaim6Stats {
@@ -43,6 +103,11 @@ pub struct Shard6 {
     cursors: Vec<u128>,
     lease_cursor: usize,
     offer_cursor: usize,
+    /// The members new allocations may take (failover shares, RFC 8156 §4.2).
+    share: Share6,
+    /// With a failover partner, RELEASED bindings keep their member until the expiry sweep
+    /// frees them after the MCLT ([`Self::reclaim_delayed`]).
+    hold_ended: bool,
 }
 
 impl Shard6 {
@@ -71,7 +136,50 @@ impl Shard6 {
             cursors,
             lease_cursor: 0,
             offer_cursor: 0,
+            share: Share6::Any,
+            hold_ended: false,
         }
+    }
+
+    /// Allocate only from `share` from now on (the failover state decides, RFC 8156 §4.2).
+    pub fn set_share(&mut self, share: Share6) {
+        self.share = share;
+    }
+
+    /// The share allocations come from.
+    #[must_use]
+    pub fn share(&self) -> Share6 {
+        self.share
+    }
+
+    /// With a failover partner: RELEASED bindings hold their member until
+    /// [`Self::reclaim_delayed`] frees them (RFC 8156 §4.4: not reused within the MCLT).
+    pub fn set_hold_ended(&mut self, hold: bool) {
+        self.hold_ended = hold;
+    }
+
+    /// Whether `addr/prefix_len` (a `kind` member of some pool) is in the primary's share
+    /// with `address_share` percent of the addresses ([`Share6`]); `None` outside the pools.
+    #[must_use]
+    pub fn primary_owns(
+        &self,
+        kind: IaKind,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+        address_share: u8,
+    ) -> Option<bool> {
+        let pos = self
+            .space
+            .position(self.space.pool_of(kind, addr, prefix_len)?)?;
+        let g = self.space.geo(pos);
+        let i = g.index_of(u128::from(addr), prefix_len)?;
+        Some(Share6::primary_owns(
+            kind,
+            g.addr_of(i),
+            i,
+            g.count,
+            address_share,
+        ))
     }
 
     /// This shard's index.
@@ -133,15 +241,14 @@ impl Shard6 {
 
     /// Whether member `i` of the pool at `pos` can be handed out by this shard now.
     fn is_free(&self, g: &Geo, i: u128) -> bool {
-        if g.blocked(i) {
+        if g.blocked(i) || !self.share.allows(g, i) {
             return false;
         }
         let a = g.addr_of(i);
-        if self
-            .leases
-            .slot_of(g.kind, a)
-            .is_some_and(|s| self.leases.rec(s).binding_state().holds_address())
-        {
+        if self.leases.slot_of(g.kind, a).is_some_and(|s| {
+            let st = self.leases.rec(s).binding_state();
+            st.holds_address() || (self.hold_ended && st == BindingState::Released)
+        }) {
             return false;
         }
         self.offers.slot_of(g.kind, a).is_none()
@@ -281,6 +388,21 @@ impl Shard6 {
         budget: usize,
         changed: &mut dyn FnMut(&Lease6),
     ) -> Reclaim6Stats {
+        self.reclaim_delayed(now, budget, 0, changed)
+    }
+
+    /// [`Self::reclaim_with`] for a server with a failover partner (`delay` = the MCLT, not
+    /// 0): a binding ends only `delay` seconds after the later of its valid lifetime and what
+    /// the partner acknowledged, RELEASED bindings become FREE then too, and every record it
+    /// rewrites is marked for an update to the partner (RFC 8156 §4.4: an ended binding's
+    /// member waits the MCLT before it can go to another client).
+    pub fn reclaim_delayed(
+        &mut self,
+        now: u32,
+        budget: usize,
+        delay: u32,
+        changed: &mut dyn FnMut(&Lease6),
+    ) -> Reclaim6Stats {
         let mut st = Reclaim6Stats::default();
         let offer_budget = if self.offers.len() > 0 {
             budget.div_ceil(2)
@@ -307,7 +429,12 @@ impl Shard6 {
             self.lease_cursor += 1;
             st.visited += 1;
             let r = self.leases.rec(s);
-            if !r.is_live() || r.expires > now {
+            let end = if delay > 0 {
+                r.expires.max(r.partner_expires)
+            } else {
+                r.expires
+            };
+            if !r.is_live() || end.saturating_add(delay) > now {
                 continue;
             }
             let next = match r.binding_state() {
@@ -319,12 +446,74 @@ impl Shard6 {
                     st.abandoned_freed += 1;
                     BindingState::Free
                 }
+                BindingState::Released if delay > 0 => {
+                    st.expired += 1;
+                    BindingState::Free
+                }
                 _ => continue,
             };
-            self.leases.rec_mut(s).set_binding_state(next);
+            let rec = self.leases.rec_mut(s);
+            rec.set_binding_state(next);
+            if delay > 0 {
+                rec.set_update_pending();
+            }
             changed(&self.leases.lease(s));
         }
         st
+    }
+
+    /// Append to `out` up to `max` lease records from slot `from` on (all of them, or only
+    /// those whose change the partner has not acknowledged), for the partner's UPDREQ and
+    /// UPDREQALL (RFC 8156 §5.3.5, §5.3.6). Returns the slot to continue from, or `None`
+    /// when the whole table was walked.
+    pub fn scan(
+        &self,
+        from: u32,
+        max: usize,
+        pending_only: bool,
+        out: &mut Vec<Lease6>,
+    ) -> Option<u32> {
+        let slots = self.leases.slots();
+        let mut s = from as usize;
+        let mut taken = 0;
+        while s < slots {
+            if taken >= max {
+                return Some(s as u32);
+            }
+            let r = self.leases.rec(s as u32);
+            if r.is_live() && (!pending_only || r.update_pending()) {
+                out.push(self.leases.lease(s as u32));
+                taken += 1;
+            }
+            s += 1;
+        }
+        None
+    }
+
+    /// The partner acknowledged (BNDREPLY without error, RFC 8156 §7.6) the update of
+    /// (`kind`, `addr`) for `client` sent with client last transaction time `cltt` and
+    /// partner lifetime `potential`: remember what the partner knows; the record is no longer
+    /// pending unless it changed since. Returns the record as it is now, or `None` when the
+    /// member is no longer this client's here.
+    pub fn partner_acked(
+        &mut self,
+        kind: IaKind,
+        addr: Ipv6Addr,
+        client: &ClientKey,
+        cltt: u32,
+        potential: u32,
+    ) -> Option<Lease6> {
+        let s = self.leases.slot_of(kind, u128::from(addr))?;
+        let mut l = self.leases.lease(s);
+        if l.client != *client {
+            return None;
+        }
+        l.partner_expires = l.partner_expires.max(potential);
+        if l.cltt == cltt {
+            l.update_pending = false;
+        }
+        self.leases.upsert(&l);
+        Some(l)
     }
 
     /// Number of lease records (offers not included).

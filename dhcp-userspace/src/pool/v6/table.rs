@@ -87,7 +87,7 @@ pub(super) struct Rec6 {
     preferred_until: u32,
     pub(super) expires: u32,
     cltt: u32,
-    partner_expires: u32,
+    pub(super) partner_expires: u32,
     /// Next (older) record of the same IA, or in a vacant slot the next vacant slot.
     next: u32,
     prefix_len: u8,
@@ -132,6 +132,16 @@ impl Rec6 {
 
     pub(super) fn set_binding_state(&mut self, s: BindingState) {
         self.state = s as u8;
+    }
+
+    /// Whether the record's change still has to be sent to the failover partner.
+    pub(super) fn update_pending(&self) -> bool {
+        self.flags & F_UPDATE_PENDING != 0
+    }
+
+    /// Mark the record's change as still to be sent to the failover partner.
+    pub(super) fn set_update_pending(&mut self) {
+        self.flags |= F_UPDATE_PENDING;
     }
 
     fn kind(&self) -> IaKind {

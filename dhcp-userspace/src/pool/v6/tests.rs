@@ -620,3 +620,167 @@ proptest! {
         prop_assert_eq!(all, model.keys().copied().collect::<Vec<_>>());
     }
 }
+
+/// Allocate every member `s` can give under its share, holding each as an offer.
+fn drain(s: &mut Shard6, pool: u32, kind: IaKind) -> Vec<(Ipv6Addr, u8)> {
+    let c = duid(77);
+    let mut got = Vec::new();
+    while let Some((a, len)) = s.allocate(pool, &c, 1, None) {
+        let mut l = lease(kind, a, len, &c, 1);
+        l.state = BindingState::Free;
+        s.hold_offer(l, u32::MAX);
+        got.push((a, len));
+        assert!(got.len() <= 4096, "allocation never ends");
+    }
+    got
+}
+
+#[test]
+fn failover_shares_split_every_pool_between_the_partners() {
+    let pools = [
+        na(1, "2001:db8::1000", "2001:db8::13ff"),
+        pd(2, "2001:db8:100::", 48, 56, None),
+    ];
+    for shards in [1, 3] {
+        let mut prim = HashSet::new();
+        let mut sec = HashSet::new();
+        for id in 0..shards {
+            let mut p = shard(&pools, shards, &[], id);
+            p.set_share(Share6::Primary { address_share: 30 });
+            prim.extend(drain(&mut p, 1, IaKind::Na));
+            prim.extend(drain(&mut p, 2, IaKind::Pd));
+            let mut s = shard(&pools, shards, &[], id);
+            s.set_share(Share6::Secondary { address_share: 30 });
+            sec.extend(drain(&mut s, 1, IaKind::Na));
+            sec.extend(drain(&mut s, 2, IaKind::Pd));
+        }
+        assert!(prim.is_disjoint(&sec), "a member in both shares");
+        let na_p = prim.iter().filter(|m| m.1 == 128).count();
+        let na_s = sec.iter().filter(|m| m.1 == 128).count();
+        assert_eq!(na_p + na_s, 1024, "every address in one share");
+        // 30 % of 1024 addresses, give or take the hash's spread.
+        assert!((230..=390).contains(&na_p), "primary got {na_p} addresses");
+        // Independent allocation of prefixes: the first half to the primary.
+        let first_half =
+            |m: &(Ipv6Addr, u8)| u128::from(m.0) < u128::from(ip("2001:db8:100:8000::"));
+        let pd_p: Vec<_> = prim.iter().filter(|m| m.1 == 56).collect();
+        let pd_s: Vec<_> = sec.iter().filter(|m| m.1 == 56).collect();
+        assert_eq!((pd_p.len(), pd_s.len()), (128, 128));
+        assert!(pd_p.iter().all(|m| first_half(m)));
+        assert!(pd_s.iter().all(|m| !first_half(m)));
+    }
+    // The predicate agrees with what allocation does.
+    let s = shard(&pools, 2, &[], 0);
+    assert_eq!(
+        s.primary_owns(IaKind::Pd, ip("2001:db8:100::"), 56, 50),
+        Some(true)
+    );
+    assert_eq!(
+        s.primary_owns(IaKind::Pd, ip("2001:db8:100:ff00::"), 56, 50),
+        Some(false)
+    );
+    assert_eq!(s.primary_owns(IaKind::Na, ip("2001:db8::1"), 128, 50), None);
+    assert_eq!(
+        s.primary_owns(IaKind::Na, ip("2001:db8::1000"), 128, 100),
+        Some(true)
+    );
+    assert_eq!(
+        s.primary_owns(IaKind::Na, ip("2001:db8::1000"), 128, 0),
+        Some(false)
+    );
+}
+
+#[test]
+fn a_hint_in_the_partners_share_is_not_given() {
+    let pools = [pd(2, "2001:db8:100::", 48, 56, None)];
+    let mut s = shard(&pools, 1, &[], 0);
+    s.set_share(Share6::Secondary { address_share: 50 });
+    let hint = (ip("2001:db8:100::"), 56);
+    assert_ne!(s.allocate(2, &duid(1), 1, Some(hint)), Some(hint));
+    s.set_share(Share6::Any);
+    assert_eq!(s.allocate(2, &duid(1), 1, Some(hint)), Some(hint));
+}
+
+#[test]
+fn scan_and_partner_acks_track_pending_records() {
+    let pools = [na(1, "2001:db8::1000", "2001:db8::10ff")];
+    let mut s = shard(&pools, 1, &[], 0);
+    let c = duid(5);
+    for k in 0..10u32 {
+        let mut l = lease(IaKind::Na, ip("2001:db8::1000"), 128, &c, k);
+        l.addr = Ipv6Addr::from(u128::from(ip("2001:db8::1000")) + u128::from(k));
+        l.update_pending = k % 2 == 0;
+        s.upsert(l);
+    }
+    let mut out = Vec::new();
+    let mut next = Some(0);
+    while let Some(from) = next {
+        next = s.scan(from, 3, true, &mut out);
+    }
+    assert_eq!(out.len(), 5);
+    assert!(out.iter().all(|l| l.update_pending));
+    let mut all = Vec::new();
+    assert_eq!(s.scan(0, 100, false, &mut all), None);
+    assert_eq!(all.len(), 10);
+    // An ack for the same CLTT clears the flag and records the partner's lifetime.
+    let a = out[0];
+    let got = s
+        .partner_acked(IaKind::Na, a.addr, &c, a.cltt, 5000)
+        .unwrap();
+    assert!(!got.update_pending);
+    assert_eq!(got.partner_expires, 5000);
+    // An ack of an older transaction keeps the record pending.
+    let b = out[1];
+    let got = s
+        .partner_acked(IaKind::Na, b.addr, &c, b.cltt - 1, 4000)
+        .unwrap();
+    assert!(got.update_pending);
+    assert_eq!(got.partner_expires, 4000);
+    // Another client's ack changes nothing.
+    assert!(
+        s.partner_acked(IaKind::Na, b.addr, &duid(6), b.cltt, 1)
+            .is_none()
+    );
+    let mut left = Vec::new();
+    s.scan(0, 100, true, &mut left);
+    assert_eq!(left.len(), 4);
+}
+
+#[test]
+fn ended_bindings_wait_the_mclt_before_reuse() {
+    let pools = [na(1, "2001:db8::1000", "2001:db8::1000")];
+    let mut s = shard(&pools, 1, &[], 0);
+    s.set_hold_ended(true);
+    let c = duid(5);
+    let mut l = lease(IaKind::Na, ip("2001:db8::1000"), 128, &c, 1);
+    l.state = BindingState::Released;
+    l.expires = 1000;
+    l.partner_expires = 1200;
+    l.update_pending = false;
+    s.upsert(l);
+    // RELEASED holds the only address.
+    assert_eq!(s.allocate(1, &duid(6), 1, None), None);
+    let mut changed = Vec::new();
+    // Not before max(expires, partner_expires) + MCLT = 1300.
+    s.reclaim_delayed(1299, 100, 100, &mut |l| changed.push(*l));
+    assert!(changed.is_empty());
+    assert_eq!(s.allocate(1, &duid(6), 1, None), None);
+    s.reclaim_delayed(1300, 100, 100, &mut |l| changed.push(*l));
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, BindingState::Free);
+    assert!(changed[0].update_pending, "the partner must hear of it");
+    assert_eq!(
+        s.allocate(1, &duid(6), 1, None),
+        Some((ip("2001:db8::1000"), 128))
+    );
+    // An ACTIVE binding expires only after the MCLT too.
+    let mut a = lease(IaKind::Na, ip("2001:db8::1000"), 128, &c, 1);
+    a.expires = 2000;
+    a.partner_expires = 0;
+    s.upsert(a);
+    changed.clear();
+    s.reclaim_delayed(2050, 100, 100, &mut |l| changed.push(*l));
+    assert!(changed.is_empty());
+    s.reclaim_delayed(2100, 100, 100, &mut |l| changed.push(*l));
+    assert_eq!(changed[0].state, BindingState::Expired);
+}
