@@ -310,7 +310,10 @@ fn recv(s: &mut TcpStream) -> std::result::Result<Vec<u8>, String> {
 /// (default 15) seconds from a fake primary, keeping at most `window` unacknowledged when
 /// given; then check its memory.
 #[expect(clippy::too_many_lines, reason = "one scenario")]
-#[expect(clippy::many_single_char_names, reason = "short-lived message and socket names")]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "short-lived message and socket names"
+)]
 fn flood_body(lab: &mut FailoverLab, window: Option<u64>) -> Result<()> {
     let params = FailoverParams::default();
     lab.write_pair(&params, 60)?;
