@@ -206,14 +206,23 @@ fn prefill(data: &Path) {
     }
 }
 
+/// Whether a compaction is under way in shard 0: its snapshot being written (a temporary
+/// snapshot file), or written but the segments it covers not yet all deleted.
 fn compaction_running(data: &Path) -> bool {
     let Ok(rd) = std::fs::read_dir(data.join("shard-0")) else {
         return false;
     };
-    rd.filter_map(Result::ok).any(|e| {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
+    let names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let seq = |n: &str, prefix: &str, suffix: &str| {
+        u64::from_str_radix(n.strip_prefix(prefix)?.strip_suffix(suffix)?, 16).ok()
+    };
+    let snap = names.iter().filter_map(|n| seq(n, "snap-", ".snap")).max();
+    names.iter().any(|n| {
         n.starts_with("snap-") && n.ends_with(".snap.tmp")
+            || snap.is_some_and(|s| seq(n, "wal-", ".seg").is_some_and(|w| w < s))
     })
 }
 
@@ -372,7 +381,7 @@ fn watch_compaction(srv: &Proc, data: &Path) -> std::thread::JoinHandle<bool> {
     let data = data.to_path_buf();
     std::thread::spawn(move || {
         let end = Instant::now() + Duration::from_secs(20);
-        let hit = loop {
+        let seen = loop {
             if compaction_running(&data) {
                 break true;
             }
@@ -381,14 +390,22 @@ fn watch_compaction(srv: &Proc, data: &Path) -> std::thread::JoinHandle<bool> {
             }
             std::thread::sleep(Duration::from_micros(100));
         };
+        // Somewhere in the compaction, not always at its first sight.
+        if seen {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            std::thread::sleep(Duration::from_micros(u64::from(nanos % 1000)));
+        }
+        let hit = seen && compaction_running(&data);
         // Safety: SIGKILL to our own child, which only the test thread reaps.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         hit
     })
 }
 
-/// Every lease acknowledged to a client is in the store, active, for that client, with at least the
-/// acknowledged expiry; no address is held by two clients.
+/// Every lease acknowledged to a client is in the store, active, for that client, with at
+/// least the acknowledged expiry; no address is held by two clients.
 fn verify(data: &Path, acked: &Acked, cycle: usize) {
     let check = twinlease(&["store", "check"], data);
     assert!(
