@@ -2,7 +2,8 @@
 """Writes the seed corpora under seeds/<target>/ (run from anywhere; stdlib only).
 
 Raw datagrams for dhcpv4_parse / dhcpv6_parse; TCP byte streams of framed RFC 8156
-messages for failover6_parse; for engine_v4 / engine_v6, sequences of
+messages for failover6_parse; for failover_parse, the draft-12 messages ISC dhcpd 4.4 sent
+and accepted (tests/data/failover_isc_messages.txt, one message per seed); for engine_v4 / engine_v6, sequences of
 records [ctl u8][len u16 BE][datagram] as twinlease::engine::fuzz documents (ctl bits 0-2:
 ingress, 3-5: clock advance index, 6: reclaim first); for config_parse, the examples and
 the engine fixtures. Addresses in the engine sequences are those the fixtures allocate."""
@@ -140,6 +141,17 @@ failover6_streams = {
 
 def rec(ctl, d): return bytes([ctl]) + struct.pack("!H", len(d)) + d
 
+def failover_isc_messages():
+    """`name hex` lines of the dhcpd capture file (comments start with #)."""
+    path = os.path.join(HERE, "..", "tests", "data", "failover_isc_messages.txt")
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, hexa = line.split()
+            out["isc_" + name] = bytes.fromhex(hexa)
+    return out
+
 def write(target, name, data):
     d = os.path.join(SEEDS, target)
     os.makedirs(d, exist_ok=True)
@@ -151,6 +163,7 @@ def main():
     for n, p in v4_packets.items(): write("dhcpv4_parse", n, p)
     for n, p in v6_packets.items(): write("dhcpv6_parse", n, p)
     for n, p in failover6_streams.items(): write("failover6_parse", n, p)
+    for n, p in failover_isc_messages().items(): write("failover_parse", n, p)
     P4, P6 = v4_packets, v6_packets
     # engine_v4: ctl 0 = on eth1, 2 = broadcast, 1 = unknown interface (relayed), 8.. advance.
     e4 = {

@@ -1,4 +1,4 @@
-//! The `twinlease` command line: `run`, `check-config`, `leases`, `tune`, `ctl`.
+//! The `twinlease` command line: `run`, `check-config`, `leases`, `tune`, `ctl`, `store`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +68,40 @@ pub enum Command {
     },
     /// Talk to a running server's control API: leases, stats, failover, expire, delete.
     Ctl(crate::control::client::CtlArgs),
+    /// Check or repair the lease store of a stopped server (docs/operations.md, "Damaged
+    /// lease store").
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+/// `twinlease store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Report every damaged snapshot, segment and gap with its file and offset. Exit 0 when a
+    /// start would succeed, 1 when it would refuse (damage), 2 when the check cannot run.
+    Check {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Cut each damaged shard's log at its first damage, after copying its files to a backup
+    /// directory; a damaged snapshot keeps its intact records. Exit 0 when the store is usable
+    /// afterwards, 1 when damage remains, 2 on errors.
+    Repair {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Required: agree that every record after the first damage of a shard is dropped
+        /// (kept in the backup).
+        #[arg(long)]
+        drop_after_corruption: bool,
+        /// Where the backup copy goes (default `<data-dir>/repair-backup-<unix time>`).
+        #[arg(long)]
+        backup_dir: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
@@ -95,6 +129,17 @@ pub fn main() -> ExitCode {
             json,
         }),
         Command::Ctl(args) => crate::control::client::main(&args),
+        Command::Store {
+            command: StoreCommand::Check { data_dir },
+        } => store::check::cli_check(&data_dir),
+        Command::Store {
+            command:
+                StoreCommand::Repair {
+                    data_dir,
+                    drop_after_corruption,
+                    backup_dir,
+                },
+        } => store::check::cli_repair(&data_dir, drop_after_corruption, backup_dir),
     }
 }
 

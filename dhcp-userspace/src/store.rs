@@ -18,6 +18,8 @@ use crate::pool::v6::{Shard6, Space6};
 use crate::pool::{FreeMap, Shard};
 use crate::wal::{Durability, RecoveryReport, Wal, WalError, WalOptions};
 
+pub mod check;
+
 /// Errors opening or writing the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

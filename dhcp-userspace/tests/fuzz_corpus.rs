@@ -6,9 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "dhcpv4_parse",
     "dhcpv6_parse",
+    "failover_parse",
     "failover6_parse",
     "config_parse",
     "engine_v4",
@@ -47,6 +48,7 @@ fn run(target: &str, data: &[u8]) -> Vec<String> {
     match target {
         "dhcpv4_parse" => twinlease::wire::v4::fuzz_one(data),
         "dhcpv6_parse" => twinlease::wire::v6::fuzz_one(data),
+        "failover_parse" => twinlease::wire::failover::fuzz_one(data),
         "failover6_parse" => twinlease::wire::failover6::fuzz_one(data),
         "config_parse" => twinlease::config::fuzz::fuzz_one(data),
         "engine_v4" => return twinlease::engine::fuzz::fuzz_v4(data),
@@ -113,6 +115,34 @@ fn wire_seeds_parse_as_requests() {
     let relayed = twinlease::wire::v6::Request::parse(&bytes).expect("parses");
     assert_eq!(relayed.relays().len(), 2);
     assert_eq!(relayed.ia_na().len() + relayed.ia_pd().len(), 2);
+}
+
+#[test]
+fn failover_seeds_are_the_dhcpd_messages_and_parse() {
+    use twinlease::wire::failover::{MessageType, Packet};
+    let mut seen = Vec::new();
+    for (name, data) in seeds("failover_parse") {
+        run("failover_parse", &data);
+        let p = Packet::new_checked(&data[..]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            usize::from(p.length()),
+            data.len(),
+            "{name}: one whole message"
+        );
+        seen.push(p.message_type().unwrap_or_else(|e| panic!("{name}: {e}")));
+    }
+    for t in [
+        MessageType::Connect,
+        MessageType::ConnectAck,
+        MessageType::State,
+        MessageType::UpdReqAll,
+        MessageType::UpdDone,
+        MessageType::BndUpd,
+        MessageType::BndAck,
+        MessageType::PoolResp,
+    ] {
+        assert!(seen.contains(&t), "no failover_parse seed of type {t:?}");
+    }
 }
 
 #[test]

@@ -11,9 +11,10 @@ use std::process::Command;
 use crate::{Error, run_verbose};
 
 /// The targets, in the order they run.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "dhcpv4_parse",
     "dhcpv6_parse",
+    "failover_parse",
     "failover6_parse",
     "config_parse",
     "engine_v4",

@@ -19,8 +19,10 @@
 //!
 //! One job per file: `record.rs` (framing), `segment.rs` (preallocated, mapped segment
 //! files), `snapshot.rs` (snapshot files), `recovery.rs` (replay at open), `compaction.rs`
-//! (background merge) and `dir.rs` (names, listing, locks).
+//! (background merge), `check.rs` (offline check and repair) and `dir.rs` (names, listing,
+//! locks).
 
+mod check;
 mod compaction;
 mod dir;
 mod record;
@@ -36,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+pub use check::{Finding, Severity, ShardCheck, ShardRepair, check_shard, repair_shard};
 pub use compaction::{CompactionReport, Compactor, compact};
 
 use crate::lease::KEY_LEN;
@@ -94,6 +97,28 @@ pub enum WalError {
         offset: u64,
         /// `bad_header`, `bad_length`, `crc_mismatch` or `short_record`.
         reason: &'static str,
+    },
+    /// A record fails its checks (or a segment header is damaged) and valid records follow
+    /// it: damage in the middle of the log, not a torn tail. Recovery refuses to guess which
+    /// records to trust; `twinlease store check` lists the damage and `twinlease store repair
+    /// --drop-after-corruption` keeps what precedes it (docs/operations.md).
+    #[error(
+        "WAL: segment {path} is corrupt at offset {offset} ({reason}) and valid records follow \
+         ({next_file} offset {next_offset}): refusing to start on ambiguous data; run \
+         `twinlease store check --data-dir <dir>`, then `twinlease store repair --data-dir <dir> \
+         --drop-after-corruption` (docs/operations.md)"
+    )]
+    AmbiguousLog {
+        /// The segment file holding the damage.
+        path: PathBuf,
+        /// Byte offset of the failing header (0) or frame.
+        offset: u64,
+        /// `crc_mismatch`, `bad_length` or `bad_header`.
+        reason: &'static str,
+        /// The file of the first valid record after the damage.
+        next_file: PathBuf,
+        /// Its offset.
+        next_offset: u64,
     },
     /// The segments do not follow each other (or the snapshot) without a gap.
     #[error("WAL: segment {seq:016x} is missing in {dir}")]
@@ -229,7 +254,8 @@ pub struct StopPoint {
     pub offset: u64,
     /// `torn_tail` (nothing valid follows: an interrupted, never-acknowledged write),
     /// `crc_mismatch` or `bad_length` (valid records follow: damage in the middle of the
-    /// log), or `bad_header` (the segment header is wrong).
+    /// log; only with [`Wal::open_dropping_after_damage`], a plain open refuses it), or
+    /// `bad_header` (the segment header is wrong).
     pub reason: &'static str,
     /// Whether valid-looking records follow the stop point, in this segment or a later one.
     ///
@@ -325,19 +351,43 @@ impl Wal {
     /// what follows it so it is never replayed later, and position the writer after the last
     /// valid record.
     ///
-    /// A corrupt snapshot is an error ([`WalError::CorruptSnapshot`]): the server must not
-    /// start on ambiguous data.
+    /// A corrupt snapshot ([`WalError::CorruptSnapshot`]) and damage that valid records
+    /// follow ([`WalError::AmbiguousLog`]) are errors: the server must not start on ambiguous
+    /// data. Only a torn tail (nothing valid after it) is discarded silently.
     pub fn open(
         data_dir: &Path,
         shard: u32,
         opts: WalOptions,
         replay: impl FnMut(&[u8]),
     ) -> Result<(Self, RecoveryReport), WalError> {
+        Self::open_with(data_dir, shard, opts, recovery::OnDamage::Refuse, replay)
+    }
+
+    /// [`Self::open`], but damage that valid records follow is not an error: replay stops
+    /// there and everything after it is discarded (a copy of the damaged segment and the later
+    /// segments are kept aside, see [`StopPoint::preserved`]). For `twinlease store repair
+    /// --drop-after-corruption` only.
+    pub fn open_dropping_after_damage(
+        data_dir: &Path,
+        shard: u32,
+        opts: WalOptions,
+        replay: impl FnMut(&[u8]),
+    ) -> Result<(Self, RecoveryReport), WalError> {
+        Self::open_with(data_dir, shard, opts, recovery::OnDamage::DropAfter, replay)
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        shard: u32,
+        opts: WalOptions,
+        on_damage: recovery::OnDamage,
+        replay: impl FnMut(&[u8]),
+    ) -> Result<(Self, RecoveryReport), WalError> {
         opts.validate()?;
         let dir = dir::shard_dir(data_dir, shard);
         std::fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         let lock = dir::lock_writer(&dir)?;
-        let rec = recovery::recover(&dir, shard, &opts, replay)?;
+        let rec = recovery::recover(&dir, shard, &opts, on_damage, replay)?;
         let mut wal = Self {
             active_seq: Arc::new(AtomicU64::new(rec.active.seq)),
             merged_below: Arc::new(AtomicU64::new(rec.merged_below)),
@@ -543,7 +593,7 @@ impl Wal {
     fn rollback(&mut self) {
         let end = self.pos.max(self.dirty_hi);
         if end > self.synced {
-            self.active.bytes_mut()[self.synced..end].fill(0);
+            record::zero_backwards(&mut self.active.bytes_mut()[self.synced..end]);
         }
         self.dirty_hi = end;
         self.pos = self.synced;

@@ -24,13 +24,31 @@ pub(crate) fn frame_crc(payload: &[u8]) -> u32 {
 
 /// Write the frame of `payload` into `out`, which must be exactly
 /// [`framed_len`]`(payload.len())` bytes long; the padding is zeroed.
+///
+/// The length word goes last (the compiler may not move it earlier): a process killed in the
+/// middle leaves a zero length word, the end of the log, never a frame that fails its checks
+/// (the mapping is the page cache, which outlives the process).
 pub(crate) fn write_frame(out: &mut [u8], payload: &[u8]) {
     debug_assert_eq!(out.len(), framed_len(payload.len()));
     let n = payload.len();
     out[FRAME_HEADER..FRAME_HEADER + n].copy_from_slice(payload);
     out[FRAME_HEADER + n..].fill(0);
     out[4..8].copy_from_slice(&frame_crc(payload).to_le_bytes());
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Release);
     out[..4].copy_from_slice(&(n as u32).to_le_bytes());
+}
+
+/// Zero `buf` from its end towards its start, so a process killed in the middle leaves a
+/// prefix of whole frames followed by zeros (never zeros followed by frames, which recovery
+/// would take for damage in the middle of the log).
+pub(crate) fn zero_backwards(buf: &mut [u8]) {
+    let mut end = buf.len();
+    while end > 0 {
+        let start = end.saturating_sub(4096);
+        buf[start..end].fill(0);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Release);
+        end = start;
+    }
 }
 
 /// Why reading a frame failed.
@@ -86,15 +104,21 @@ pub(crate) fn read_frame(buf: &[u8], off: usize) -> Frame<'_> {
 
 /// Whether any valid-looking frame starts at an aligned offset in `buf[from..]`: used after a
 /// stop to tell a corrupt record in the middle of the log from a torn tail.
+#[cfg(test)]
 pub(crate) fn valid_frame_after(buf: &[u8], from: usize) -> bool {
+    next_valid_frame(buf, from).is_some()
+}
+
+/// Offset of the first valid-looking frame at an aligned offset in `buf[from..]`.
+pub(crate) fn next_valid_frame(buf: &[u8], from: usize) -> Option<usize> {
     let mut off = from.next_multiple_of(ALIGN);
     while off + FRAME_HEADER <= buf.len() {
         if matches!(read_frame(buf, off), Frame::Record(..)) {
-            return true;
+            return Some(off);
         }
         off += ALIGN;
     }
-    false
+    None
 }
 
 /// Index one past the last non-zero byte of `buf[from..]`, or `None` when it is all zeros.

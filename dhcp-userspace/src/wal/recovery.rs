@@ -1,6 +1,8 @@
 //! Recovery at open: newest snapshot, then the segments in order, up to the first torn or
-//! corrupt record; everything after that point is discarded (kept aside for inspection when
-//! it looked valid) so it can never be replayed after records appended later.
+//! corrupt record. A torn tail (nothing valid follows) is discarded so it can never be
+//! replayed after records appended later; damage followed by valid records is ambiguous and
+//! refused ([`WalError::AmbiguousLog`]) unless an operator's repair asked to drop everything
+//! after it (kept aside for inspection).
 
 use std::path::Path;
 use std::time::Instant;
@@ -33,11 +35,22 @@ struct RawStop {
     junk_end: Option<usize>,
 }
 
+/// What recovery does with damage that valid records follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnDamage {
+    /// Refuse: [`WalError::AmbiguousLog`] (what a server start does).
+    Refuse,
+    /// Replay up to the damage and discard the rest, kept aside (`twinlease store repair
+    /// --drop-after-corruption`).
+    DropAfter,
+}
+
 /// Run recovery in the shard directory `dir`.
 pub(crate) fn recover(
     dir: &Path,
     shard: u32,
     opts: &WalOptions,
+    on_damage: OnDamage,
     mut replay: impl FnMut(&[u8]),
 ) -> Result<Recovered, WalError> {
     let start = Instant::now();
@@ -145,7 +158,8 @@ pub(crate) fn recover(
 
     // 4. Discard everything after the stop point.
     if let Some(raw) = stop {
-        let (stop_point, new_active) = discard_after(dir, shard, opts, &segs, raw, active.take())?;
+        let (stop_point, new_active) =
+            discard_after(dir, shard, opts, on_damage, &segs, raw, active.take())?;
         report.stopped_at = Some(stop_point);
         active = Some(new_active);
     }
@@ -168,10 +182,17 @@ pub(crate) fn recover(
 
 /// Classify the stop, keep what looked valid aside, zero the garbage in the stop segment and
 /// remove later segments. Returns the stop point and the segment to write next.
+///
+/// Damage that valid records follow is refused under [`OnDamage::Refuse`] before anything is
+/// changed. A kill at any moment never leaves that pattern: a frame's length word is written
+/// last ([`record::write_frame`]), a rollback zeroes from the end, and a segment is synced
+/// before the next one gets data. Only damage to the medium (or a power loss tearing a
+/// multi-page commit out of order, whose records were never acknowledged) does.
 fn discard_after(
     dir: &Path,
     shard: u32,
     opts: &WalOptions,
+    on_damage: OnDamage,
     segs: &[(u64, std::path::PathBuf)],
     raw: RawStop,
     scanned: Option<(Segment, usize)>,
@@ -181,12 +202,13 @@ fn discard_after(
     let mut preserved = Vec::new();
 
     // Does anything valid follow? In the stop segment after the bad frame ...
-    let mut valid_after = match (&scanned, bad_header) {
+    let mut next_valid = match (&scanned, bad_header) {
         (Some((seg, _)), false) => {
-            record::valid_frame_after(seg.bytes(), raw.offset + record::ALIGN)
+            record::next_valid_frame(seg.bytes(), raw.offset + record::ALIGN)
         }
-        _ => map_read(stop_path)?.is_some_and(|m| record::valid_frame_after(&m, HEADER_LEN)),
-    };
+        _ => map_read(stop_path)?.and_then(|m| record::next_valid_frame(&m, HEADER_LEN)),
+    }
+    .map(|off| (stop_path.clone(), off));
     // ... or in a later segment.
     let mut later_has_data = Vec::with_capacity(segs.len() - raw.index - 1);
     for (seq, path) in &segs[raw.index + 1..] {
@@ -194,9 +216,21 @@ fn discard_after(
         let b: &[u8] = map.as_deref().unwrap_or_default();
         let empty_spare =
             segment::header_ok(b, shard, *seq) && record::last_nonzero(b, HEADER_LEN).is_none();
-        let valid = record::valid_frame_after(b, HEADER_LEN.min(b.len()));
-        valid_after |= valid;
+        if next_valid.is_none() {
+            next_valid =
+                record::next_valid_frame(b, HEADER_LEN.min(b.len())).map(|off| (path.clone(), off));
+        }
         later_has_data.push(!empty_spare);
+    }
+    let valid_after = next_valid.is_some();
+    if let (Some((next_file, next_offset)), OnDamage::Refuse) = (&next_valid, on_damage) {
+        return Err(WalError::AmbiguousLog {
+            path: stop_path.clone(),
+            offset: raw.offset as u64,
+            reason: raw.reason,
+            next_file: next_file.clone(),
+            next_offset: *next_offset as u64,
+        });
     }
 
     let reason = if bad_header {

@@ -25,7 +25,7 @@ pub(crate) const HEADER_LEN: usize = 64;
 /// Bytes of the snapshot trailer.
 pub(crate) const TRAILER_LEN: usize = 24;
 const MAGIC: &[u8; 8] = b"TWLSNAP\n";
-const TRAILER_MAGIC: &[u8; 8] = b"TWLSEND\n";
+pub(crate) const TRAILER_MAGIC: &[u8; 8] = b"TWLSEND\n";
 const VERSION: u32 = 1;
 
 fn encode_header(shard: u32, seq: u64, count: u64) -> [u8; HEADER_LEN] {

@@ -237,8 +237,33 @@ fn corrupt_record_in_the_middle_stops_there_with_crc_mismatch() {
     let offs = frame_offsets(&recs);
     let victim = 500;
     patch(&seg_path(tmp.path(), 0), offs[victim] + 30, &[0xff]);
+    // A start refuses, naming the damage and the next valid record, and changes nothing.
+    let before = std::fs::read(seg_path(tmp.path(), 0)).unwrap();
+    for _ in 0..2 {
+        match Wal::open(tmp.path(), 0, opts(64 << 10), |_| {}) {
+            Err(WalError::AmbiguousLog {
+                path,
+                offset,
+                reason,
+                next_file,
+                next_offset,
+            }) => {
+                assert_eq!(path, seg_path(tmp.path(), 0));
+                assert_eq!(offset, offs[victim] as u64);
+                assert_eq!(reason, "crc_mismatch");
+                assert_eq!(next_file, seg_path(tmp.path(), 0));
+                assert_eq!(next_offset, offs[victim + 1] as u64);
+            }
+            other => panic!("expected AmbiguousLog, got {:?}", other.map(|(_, r)| r)),
+        }
+    }
+    assert_eq!(std::fs::read(seg_path(tmp.path(), 0)).unwrap(), before);
     {
-        let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+        let mut got = Vec::new();
+        let (_wal, report) = Wal::open_dropping_after_damage(tmp.path(), 0, opts(64 << 10), |p| {
+            got.push(p.to_vec());
+        })
+        .unwrap();
         assert_eq!(got, recs[..victim]);
         let stop = report.stopped_at.unwrap();
         assert_eq!(stop.reason, "crc_mismatch");
@@ -266,13 +291,143 @@ fn corrupt_length_word_is_bad_length() {
     }
     let offs = frame_offsets(&recs);
     patch(&seg_path(tmp.path(), 0), offs[40], &u32::MAX.to_le_bytes());
-    let (_wal, report, got) = open(tmp.path(), opts(1 << 20));
+    match Wal::open(tmp.path(), 0, opts(1 << 20), |_| {}) {
+        Err(e @ WalError::AmbiguousLog { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("offset {} (bad_length)", offs[40])),
+                "{msg}"
+            );
+            assert!(msg.contains("twinlease store repair"), "{msg}");
+        }
+        other => panic!("expected AmbiguousLog, got {:?}", other.map(|(_, r)| r)),
+    }
+    let mut got = Vec::new();
+    let (_wal, report) =
+        Wal::open_dropping_after_damage(tmp.path(), 0, opts(1 << 20), |p| got.push(p.to_vec()))
+            .unwrap();
     assert_eq!(got, recs[..40]);
     let stop = report.stopped_at.unwrap();
     assert_eq!(
         (stop.reason, stop.offset, stop.valid_records_after),
         ("bad_length", offs[40] as u64, true)
     );
+}
+
+#[test]
+fn damage_at_the_end_of_a_sealed_segment_with_data_in_the_next_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..3000).map(|i| lease(i, i, false)).collect();
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 100);
+        assert!(wal.active_seq() >= 2);
+    }
+    // The last record of segment 0: nothing valid follows in that segment, but segment 1
+    // (written only after segment 0 was synced) holds records.
+    let offs = frame_offsets(&recs);
+    let per_seg = offs
+        .iter()
+        .zip(&recs)
+        .take_while(|(o, r)| **o + record::framed_len(r.len()) <= 64 << 10)
+        .count();
+    patch(&seg_path(tmp.path(), 0), offs[per_seg - 1] + 20, &[0x33]);
+    match Wal::open(tmp.path(), 0, opts(64 << 10), |_| {}) {
+        Err(WalError::AmbiguousLog {
+            path,
+            offset,
+            next_file,
+            next_offset,
+            ..
+        }) => {
+            assert_eq!(path, seg_path(tmp.path(), 0));
+            assert_eq!(offset, offs[per_seg - 1] as u64);
+            assert_eq!(next_file, seg_path(tmp.path(), 1));
+            assert_eq!(next_offset, HEADER_LEN as u64);
+        }
+        other => panic!("expected AmbiguousLog, got {:?}", other.map(|(_, r)| r)),
+    }
+    // The check names the same place, the repair cuts there and keeps a backup.
+    let found = check_shard(tmp.path(), 0, &mut |_| None).unwrap();
+    assert!(found.damaged());
+    assert_eq!(found.records, per_seg as u64 - 1);
+    assert_eq!(found.records_after_damage, (3000 - per_seg) as u64);
+    let damage: Vec<_> = found
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Damage)
+        .collect();
+    assert_eq!(damage.len(), 1);
+    assert_eq!(
+        (&damage[0].file, damage[0].offset),
+        (&seg_path(tmp.path(), 0), offs[per_seg - 1] as u64)
+    );
+    let backup = tmp.path().join("backup");
+    let rep = repair_shard(tmp.path(), 0, opts(64 << 10), &backup).unwrap();
+    assert!(rep.backed_up.len() >= 3);
+    let original = std::fs::read(backup.join("shard-0").join(dir::segment_name(1))).unwrap();
+    assert!(record::valid_frame_after(&original, HEADER_LEN));
+    assert!(!check_shard(tmp.path(), 0, &mut |_| None).unwrap().damaged());
+    let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(got, recs[..per_seg - 1]);
+}
+
+#[test]
+fn damaged_snapshot_check_names_it_and_repair_keeps_its_intact_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs = workload(5000);
+    {
+        let (mut wal, _, _) = open(tmp.path(), opts(64 << 10));
+        append_all(&mut wal, &recs, 50);
+        wal.compactor().run().unwrap();
+    }
+    let listing = dir::list(&dir::shard_dir(tmp.path(), 0)).unwrap();
+    let snap_path = listing.snapshots[0].1.clone();
+    let snap_seq = listing.snapshots[0].0;
+    let victim_off = {
+        let snap = snapshot::Snapshot::open(&snap_path, 0, snap_seq).unwrap();
+        snap.records().nth(10).unwrap().0
+    };
+    let victim_key = {
+        let snap = snapshot::Snapshot::open(&snap_path, 0, snap_seq).unwrap();
+        snap.records().nth(10).unwrap().1[..KEY_LEN].to_vec()
+    };
+    patch(&snap_path, victim_off + 12, &[0xee, 0xee]);
+    assert!(matches!(
+        Wal::open(tmp.path(), 0, opts(64 << 10), |_| {}),
+        Err(WalError::CorruptSnapshot { offset, .. }) if offset == victim_off as u64
+    ));
+    let found = check_shard(tmp.path(), 0, &mut |_| None).unwrap();
+    let damage: Vec<_> = found
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Damage)
+        .collect();
+    assert_eq!(damage.len(), 1, "{found:?}");
+    assert_eq!(
+        (&damage[0].file, damage[0].offset),
+        (&snap_path, victim_off as u64)
+    );
+    let backup = tmp.path().join("backup");
+    let rep = repair_shard(tmp.path(), 0, opts(64 << 10), &backup).unwrap();
+    let (_, kept) = rep.snapshot_rewritten.clone().unwrap();
+    assert_eq!(kept, found.snapshot_records);
+    assert!(
+        backup
+            .join("shard-0")
+            .join(dir::snapshot_name(snap_seq))
+            .exists()
+    );
+    let (_wal, report, got) = open(tmp.path(), opts(64 << 10));
+    assert_eq!(report.snapshot_records, kept);
+    // Everything but the damaged record's key survives (unless a later segment rewrote it).
+    let mut model = state_of(&recs);
+    let after = state_of(&got);
+    if !after.contains_key(&victim_key) {
+        model.remove(&victim_key);
+    }
+    assert_eq!(after, model);
 }
 
 /// A workload with overwrites and tombstones over a small key space.
