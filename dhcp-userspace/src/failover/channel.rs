@@ -13,7 +13,7 @@ use crate::lease::{ClientKey, Lease4};
 use crate::pool::Share;
 
 /// Capacity of each ring between a worker and the partner thread.
-pub const RING: usize = 65_536;
+pub const RING: usize = 16_384;
 
 /// From a worker to the partner thread.
 #[derive(Debug, Clone)]

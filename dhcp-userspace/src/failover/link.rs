@@ -754,6 +754,9 @@ where
 {
     let (rd, wr) = tokio::io::split(stream);
     let reader = read_loop(shared, rd);
+    // Queued messages are coalesced into one write (flushed whenever the queue runs empty):
+    // one system call for a burst of binding updates instead of one each.
+    let wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
     let writer = write_loop(shared, wr, out_rx);
     tokio::pin!(reader, writer, close_rx);
     tokio::select! {

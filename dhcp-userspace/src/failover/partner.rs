@@ -988,6 +988,20 @@ impl Partner {
 
     fn on_bndupd(&mut self, xid: u32, u: &BindingUpdate<'_>) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        // draft-12 §7.1: a server MUST NOT send more BNDUPDs ahead of their BNDACKs than the
+        // receiver's max-unacked-BNDUPD. A partner ignoring it would make us buffer without
+        // bound: drop the connection instead.
+        if self.applies.len() >= self.cfg.max_unacked_updates as usize {
+            tracing::warn!(
+                relationship = %self.cfg.name,
+                window = self.cfg.max_unacked_updates,
+                "the partner sent more binding updates than max-unacked-updates allows; dropping the connection"
+            );
+            self.link
+                .drop_connection("partner exceeded max-unacked-updates");
+            self.connection_lost();
+            return;
+        }
         if let Err((r, m)) = u.check() {
             tracing::warn!(relationship = %self.cfg.name, addr = %u.addr, reason = r, message = m, "refused a binding update");
             self.counters.refused.fetch_add(1, Ordering::Relaxed);

@@ -807,6 +807,19 @@ impl Partner6 {
     }
 
     fn on_bndupd(&mut self, m: Message<&[u8]>, xid: u32) {
+        // RFC 8156 §6.1 (OPTION_F_MAX_UNACKED_BNDUPD): a partner sending more BNDUPDs ahead
+        // of our BNDREPLYs than we allow would make us buffer without bound.
+        if self.applies.len() >= self.cfg.max_unacked_updates as usize {
+            tracing::warn!(
+                relationship = %self.cfg.name,
+                window = self.cfg.max_unacked_updates,
+                "the partner sent more binding updates than max-unacked-updates allows; dropping the connection"
+            );
+            self.link
+                .drop_connection("partner exceeded max-unacked-updates");
+            self.connection_lost();
+            return;
+        }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let u = match BindingUpdate6::parse(m) {
             Ok(u) => u,
