@@ -68,6 +68,8 @@ fn every_example_loads_and_only_invalid_fails() {
     }
     seen.sort();
     for expected in [
+        "failover-pair-primary.toml",
+        "failover-pair-secondary.toml",
         "invalid.toml",
         "lab-loopback.toml",
         "relayed-edge.toml",
