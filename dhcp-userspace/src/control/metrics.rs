@@ -351,7 +351,7 @@ fn failover_metrics(t: &mut Text, handle: &Handle) {
             t.sample(name, &[("relationship", &r.name)], f(r));
         }
     }
-    let counters: [(&str, &str, Field); 6] = [
+    let counters: [(&str, &str, Field); 9] = [
         (
             "twinlease_failover_updates_sent_total",
             "Binding updates (BNDUPD) sent.",
@@ -381,6 +381,21 @@ fn failover_metrics(t: &mut Text, handle: &Handle) {
             "twinlease_failover_addresses_transferred_total",
             "Free addresses moved to the secondary's share by pool balancing.",
             |r| r.addresses_transferred,
+        ),
+        (
+            "twinlease_failover_refused_connections_total",
+            "Partner-port connections from other addresses than the peer's, closed unread.",
+            |r| r.refused_connections,
+        ),
+        (
+            "twinlease_failover_malformed_messages_total",
+            "Partner connections reset for a malformed or oversized message.",
+            |r| r.malformed_messages,
+        ),
+        (
+            "twinlease_failover_tls_failures_total",
+            "Failed TLS handshakes on the partner connection.",
+            |r| r.tls_failures,
         ),
     ];
     for (name, help, f) in counters {

@@ -97,6 +97,12 @@ pub struct Status {
     pub updates_refused: u64,
     /// Free addresses moved to the secondary's BACKUP share by pool balancing.
     pub addresses_transferred: u64,
+    /// Connections from addresses other than the peer's, closed unread.
+    pub refused_connections: u64,
+    /// Connections reset for a malformed or oversized message.
+    pub malformed_messages: u64,
+    /// Failed TLS handshakes.
+    pub tls_failures: u64,
 }
 
 /// Operator commands.
@@ -1235,6 +1241,10 @@ impl Partner {
         s.updates_received = self.counters.received.load(Ordering::Relaxed);
         s.updates_refused = self.counters.refused.load(Ordering::Relaxed);
         s.addresses_transferred = self.counters.transferred.load(Ordering::Relaxed);
+        let l = self.link.stats();
+        s.refused_connections = l.refused_connections;
+        s.malformed_messages = l.malformed + l.oversized;
+        s.tls_failures = l.tls_failures;
     }
 
     async fn shutdown(mut self) {

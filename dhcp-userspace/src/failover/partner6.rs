@@ -1009,6 +1009,10 @@ impl Partner6 {
         s.updates_rejected = self.counters.rejected.load(Ordering::Relaxed);
         s.updates_received = self.counters.received.load(Ordering::Relaxed);
         s.updates_refused = self.counters.refused.load(Ordering::Relaxed);
+        let l = self.link.stats();
+        s.refused_connections = l.refused_connections;
+        s.malformed_messages = l.malformed + l.oversized;
+        s.tls_failures = l.tls_failures;
     }
 
     async fn shutdown(mut self) {
