@@ -69,9 +69,9 @@ fn unix_now() -> u64 {
 }
 
 /// Write one file until the file system is full; its path.
-fn fill_up(dir: &Path) -> PathBuf {
+fn fill_up(dir: &Path, name: &str) -> PathBuf {
     use std::io::Write as _;
-    let path = dir.join("filler");
+    let path = dir.join(name);
     let mut f = std::fs::File::create(&path).unwrap();
     let chunk = vec![0x5au8; 4096];
     loop {
@@ -161,7 +161,7 @@ range = "198.18.1.0-198.18.4.255"
 
     // The store holds one 1 MiB segment being written and a preallocated spare; the filler
     // takes the rest. Renewals go on until both segments are full.
-    let filler = fill_up(fs.dir.path());
+    let mut fillers = vec![fill_up(fs.dir.path(), "filler")];
     let mut round = 0;
     let started = Instant::now();
     while server.stats.wal_disk_full.load(Ordering::Relaxed) == 0 {
@@ -185,8 +185,11 @@ range = "198.18.1.0-198.18.4.255"
         "{m}"
     );
 
-    // While the disk stays full no renewal is acknowledged (the server stays silent).
-    for _ in 0..3 {
+    // While the disk stays full no renewal is acknowledged (the server stays silent). The
+    // server's background compaction may free a segment meanwhile: whatever it frees is taken
+    // again before each round, so the disk really is full.
+    for k in 0..3 {
+        fillers.push(fill_up(fs.dir.path(), &format!("filler-{k}")));
         round += 1;
         let acked = renew_round(&relay, &addrs, round, Duration::from_millis(500));
         assert!(
@@ -200,7 +203,9 @@ range = "198.18.1.0-198.18.4.255"
     assert_eq!(server.stats.wal_failures_io.load(Ordering::Relaxed), 0);
 
     // Space returns: ACKs come back within a bounded time, no restart.
-    std::fs::remove_file(&filler).unwrap();
+    for f in &fillers {
+        std::fs::remove_file(f).unwrap();
+    }
     let freed = Instant::now();
     let resumed = loop {
         round += 1;
