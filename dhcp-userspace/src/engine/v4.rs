@@ -391,13 +391,11 @@ impl Engine {
             }
             // RFC 3074 §5 / draft-12 §5.3: in NORMAL a client outside our hash buckets is the
             // partner's, unless it has been trying for longer than the configured seconds.
-            // Load balancing applies to what is broadcast to both servers: DISCOVER,
-            // INIT-REBOOT and REBINDING (SELECTING names its server, RENEWING is unicast).
+            // Load balancing applies to DISCOVER and INIT-REBOOT; every RENEWING and REBINDING
+            // is processed (draft-12 §9.8.2), SELECTING names its server.
             let balanced = match kind {
                 MessageType::Discover => true,
-                MessageType::Request => {
-                    req.server_id.is_none() && (req.requested_ip.is_some() || ingress.broadcast)
-                }
+                MessageType::Request => req.server_id.is_none() && req.requested_ip.is_some(),
                 _ => false,
             };
             if balanced

@@ -1653,6 +1653,11 @@ fn failover_load_balancing() {
         fx.send(&m.clone().renewing(a), T0 + 10).kind(),
         Some(MessageType::Ack)
     );
+    // draft-12 §9.8.2: every REBINDING is processed, whatever the bucket.
+    assert_eq!(
+        fx.send(&m.clone().rebinding(a), T0 + 20).kind(),
+        Some(MessageType::Ack)
+    );
     fx.fo.lb = Some(LoadBalance {
         buckets: crate::failover::Buckets::ALL,
         max_secs: 3,
