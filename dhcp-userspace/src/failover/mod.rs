@@ -35,6 +35,7 @@ pub mod partner;
 pub mod partner6;
 pub mod persist;
 pub mod rules;
+mod session;
 pub mod split;
 pub mod state;
 

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::channel::{ApplyOutcome, FromPartner, PartnerEnd, SharedView, ToPartner};
-use super::link::{Link, LinkConfig, LinkEvent, TlsConfig};
+use super::link::{Link, LinkConfig, LinkEvent};
 use super::state::{Event, Machine, Outcome, Role, State, UpdateRequest};
-use crate::config::{Failover, FailoverRole};
+use crate::config::Failover;
 use crate::lease::{BindingState, ClientKey, Lease4};
 use crate::pool::{FreeMap, Share};
 use crate::wire::failover::{
@@ -199,63 +199,37 @@ pub fn spawn(
     view: Arc<SharedView>,
     newest_cltt: u32,
 ) -> Result<PartnerHandle, PartnerError> {
-    let state_file = data_dir.join(format!("failover-{}.state", sanitize(&cfg.name)));
-    let persisted = super::persist::load(&state_file).map_err(PartnerError::State)?;
     let split_file = super::split::path(data_dir);
     super::split::load(&split_file, &free).map_err(PartnerError::Split)?;
-    let role = match cfg.role {
-        FailoverRole::Primary => Role::Primary,
-        FailoverRole::Secondary => Role::Secondary,
-    };
-    let now = unix_now();
-    let mut machine = Machine::new(
-        role,
-        cfg.mclt,
-        cfg.auto_partner_down,
-        persisted.as_ref(),
-        now,
-    );
-    if newest_cltt != 0 {
-        machine.note_prior_activity(newest_cltt);
-    }
-    let status = Arc::new(Mutex::new(Status {
-        name: cfg.name.clone(),
-        family: "v4",
-        role: match role {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
+    let started = super::session::start(
+        &super::session::Relationship {
+            name: &cfg.name,
+            family: "v4",
+            role: cfg.role,
+            mclt: cfg.mclt,
+            auto_partner_down: cfg.auto_partner_down,
+            state_file: data_dir.join(format!("failover-{}.state", sanitize(&cfg.name))),
+            newest_cltt,
+            tls: cfg.tls.as_ref(),
         },
-        mclt: cfg.mclt,
-        ..Status::default()
-    }));
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(8);
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(PartnerError::Runtime)?;
-    let link_cfg = LinkConfig {
-        local: SocketAddr::V4(cfg.local),
-        peer: SocketAddr::V4(cfg.peer),
-        connect: role == Role::Primary,
-        max_message: 65_535,
-        framing: super::link::Framing::Draft12,
-        tls: cfg.tls.as_ref().map(|t| TlsConfig {
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            ca: t.ca.clone(),
-            peer_name: t.peer_name.clone(),
-        }),
-    };
-    // Bind now, so a busy port fails the server's start.
-    let (link, events) = rt
-        .block_on(Link::start(link_cfg))
-        .map_err(PartnerError::Link)?;
+        LinkConfig {
+            framing: super::link::Framing::Draft12,
+            ..LinkConfig::new(SocketAddr::V4(cfg.local), SocketAddr::V4(cfg.peer), false)
+        },
+    )?;
+    let super::session::Started {
+        role,
+        machine,
+        status,
+        rt,
+        link,
+        events,
+    } = started;
     let p = Partner {
         cfg: cfg.clone(),
         role,
         machine,
-        state_file,
+        state_file: data_dir.join(format!("failover-{}.state", sanitize(&cfg.name))),
         split_file,
         free,
         ends,
@@ -290,20 +264,7 @@ pub fn spawn(
         peer = %cfg.peer,
         "failover relationship starting"
     );
-    let stop2 = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name(format!("tl-partner-{}", cfg.name))
-        .spawn(move || {
-            crate::privilege::thread_start();
-            rt.block_on(p.run(events, cmd_rx, stop2));
-        })
-        .map_err(PartnerError::Spawn)?;
-    Ok(PartnerHandle {
-        status,
-        cmd: cmd_tx,
-        stop,
-        thread: Some(thread),
-    })
+    super::session::launch(format!("tl-partner-{}", cfg.name), rt, p, events, status)
 }
 
 pub(super) fn sanitize(name: &str) -> String {
@@ -329,12 +290,7 @@ pub(super) struct Counters {
 }
 
 /// One update in flight.
-#[derive(Debug, Clone, Copy)]
-struct Inflight {
-    lease: Lease4,
-    potential: u32,
-    sent: Instant,
-}
+type Inflight = super::session::Inflight<Lease4>;
 
 /// A partner update being applied by the workers.
 #[derive(Debug, Clone)]
@@ -389,46 +345,6 @@ struct Partner {
 }
 
 impl Partner {
-    async fn run(
-        mut self,
-        mut events: tokio::sync::mpsc::Receiver<LinkEvent>,
-        mut cmds: tokio::sync::mpsc::Receiver<Command>,
-        stop: Arc<AtomicBool>,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_second = Instant::now();
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_link(ev),
-                    None => break,
-                },
-                cmd = cmds.recv() => {
-                    if let Some(Command::PartnerDown(reply)) = cmd {
-                        let r = self.operator_partner_down();
-                        let _ = reply.try_send(r);
-                    } else if let Some(Command::SetFreeMap(free)) = cmd {
-                        self.set_free_map(free);
-                    }
-                }
-                _ = tick.tick() => {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    self.poll_workers();
-                    self.pump();
-                    if last_second.elapsed() >= Duration::from_secs(1) {
-                        last_second = Instant::now();
-                        self.every_second();
-                    }
-                    self.update_status();
-                }
-            }
-        }
-        self.shutdown().await;
-    }
-
     fn next_xid(&mut self) -> u32 {
         self.xid = self.xid.wrapping_add(1).max(1);
         self.xid
@@ -492,41 +408,10 @@ impl Partner {
         }
     }
 
-    fn on_link(&mut self, ev: LinkEvent) {
-        match ev {
-            LinkEvent::Up { peer, tls } => {
-                tracing::info!(relationship = %self.cfg.name, %peer, tls, "partner connection up");
-                self.handshake = false;
-                self.last_recv = Instant::now();
-                // The side that opened the connection (the primary, draft-12 §8.2) sends
-                // CONNECT; the other answers it with CONNECTACK (§7.8, §7.9). ISC dhcpd as the
-                // accepting secondary sends a CONNECT of its own too, answered the same way.
-                if self.role == Role::Primary {
-                    self.send_connect();
-                }
-            }
-            LinkEvent::Message(bytes) => {
-                self.last_recv = Instant::now();
-                self.last_contact_unix = Some(unix_now());
-                self.on_message(&bytes);
-            }
-            LinkEvent::Down { reason } => {
-                tracing::warn!(relationship = %self.cfg.name, reason = %reason, "partner connection down");
-                self.connection_lost();
-            }
-        }
-    }
-
     fn connection_lost(&mut self) {
         let was = self.handshake;
         self.handshake = false;
-        // Unacknowledged updates go back to the queue: they are sent again on the next
-        // connection (the partner may or may not have them; a repeat is harmless).
-        let mut back: Vec<Inflight> = self.inflight.drain().map(|(_, v)| v).collect();
-        back.sort_by_key(|i| i.sent);
-        for i in back.into_iter().rev() {
-            self.outq.push_front((i.lease, i.potential));
-        }
+        super::session::requeue(&mut self.inflight, &mut self.outq);
         self.applies.clear();
         self.scans.clear();
         self.upddone_pending = None;
@@ -735,9 +620,7 @@ impl Partner {
     }
 
     fn persist(&self) {
-        if let Err(e) = super::persist::save(&self.state_file, &self.machine.persisted()) {
-            tracing::error!(relationship = %self.cfg.name, error = %e, "could not persist the failover state");
-        }
+        super::session::persist(&self.state_file, &self.machine, &self.cfg.name);
     }
 
     /// Publish what the current state allows to the workers.
@@ -764,48 +647,7 @@ impl Partner {
             .handle(Event::OperatorPartnerDown { now: unix_now() });
         let changed = out.transition.is_some();
         self.after(out);
-        if changed || self.machine.state() == State::PartnerDown {
-            Ok(self.machine.state().name())
-        } else {
-            Err(format!(
-                "partner-down is not allowed in state {}",
-                self.machine.state().name()
-            ))
-        }
-    }
-
-    fn every_second(&mut self) {
-        let now = unix_now();
-        let out = self.machine.handle(Event::Tick { now });
-        self.after(out);
-        // The partner-down wait may have ended: the share widens.
-        self.publish();
-        let mrd = Duration::from_secs(u64::from(self.cfg.max_response_delay));
-        if self.link.is_up() {
-            if self.last_recv.elapsed() > mrd {
-                tracing::warn!(relationship = %self.cfg.name, "no message from the partner within max-response-delay");
-                self.link.drop_connection("max-response-delay exceeded");
-                self.connection_lost();
-            } else if self.handshake && self.last_send.elapsed() > mrd / 3 {
-                let xid = self.next_xid();
-                self.send_header_only(MessageType::Contact, xid);
-            }
-        }
-        if self.handshake && self.machine.state() == State::Normal {
-            if self.role == Role::Primary && self.last_balance.elapsed() >= BALANCE_EVERY {
-                self.balance(false);
-            }
-            if self.role == Role::Secondary
-                && self
-                    .last_poolreq
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
-                && self.backup_low()
-            {
-                self.last_poolreq = Some(Instant::now());
-                let xid = self.next_xid();
-                self.send_header_only(MessageType::PoolReq, xid);
-            }
-        }
+        super::session::partner_down_answer(changed, &self.machine)
     }
 
     /// Whether some pool's BACKUP share is empty while FREE addresses exist.
@@ -1216,35 +1058,124 @@ impl Partner {
         }
         tracing::info!(relationship = %self.cfg.name, all = !pending_only, "partner asked for updates");
     }
+}
+
+/// The client key of updates that name no client (FREE and BACKUP addresses of pool
+/// balancing): never a real client's (form byte 0xff).
+fn pool_key() -> ClientKey {
+    ClientKey::from_bytes(&[0xff]).unwrap_or_else(|_| unreachable!("one byte is a valid key"))
+}
+
+impl Partner {
+    /// Take the free map of a reloaded configuration (its BACKUP bits were copied from the
+    /// old map by the workers) and persist its split.
+    fn set_free_map(&mut self, free: Arc<FreeMap>) {
+        self.free = free;
+        if let Err(e) = super::split::save(&self.split_file, &self.free) {
+            tracing::warn!(relationship = %self.cfg.name, error = %e, "cannot save the pool split after a reload");
+        }
+    }
+}
+
+impl super::session::Driver for Partner {
+    const TICK: Duration = Duration::from_millis(1);
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up { peer, tls } => {
+                tracing::info!(relationship = %self.cfg.name, %peer, tls, "partner connection up");
+                self.handshake = false;
+                self.last_recv = Instant::now();
+                // The side that opened the connection (the primary, draft-12 §8.2) sends
+                // CONNECT; the other answers it with CONNECTACK (§7.8, §7.9). ISC dhcpd as the
+                // accepting secondary sends a CONNECT of its own too, answered the same way.
+                if self.role == Role::Primary {
+                    self.send_connect();
+                }
+            }
+            LinkEvent::Message(bytes) => {
+                self.last_recv = Instant::now();
+                self.last_contact_unix = Some(unix_now());
+                self.on_message(&bytes);
+            }
+            LinkEvent::Down { reason } => {
+                tracing::warn!(relationship = %self.cfg.name, reason = %reason, "partner connection down");
+                self.connection_lost();
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::PartnerDown(reply) => {
+                let r = self.operator_partner_down();
+                let _ = reply.try_send(r);
+            }
+            Command::SetFreeMap(free) => self.set_free_map(free),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.poll_workers();
+        self.pump();
+    }
+
+    fn every_second(&mut self) {
+        let now = unix_now();
+        let out = self.machine.handle(Event::Tick { now });
+        self.after(out);
+        // The partner-down wait may have ended: the share widens.
+        self.publish();
+        match super::session::liveness(
+            self.link.is_up(),
+            self.handshake,
+            self.last_recv,
+            self.last_send,
+            self.cfg.max_response_delay,
+        ) {
+            super::session::Liveness::Fine => {}
+            super::session::Liveness::Dead => {
+                tracing::warn!(relationship = %self.cfg.name, "no message from the partner within max-response-delay");
+                self.link.drop_connection("max-response-delay exceeded");
+                self.connection_lost();
+            }
+            super::session::Liveness::Contact => {
+                let xid = self.next_xid();
+                self.send_header_only(MessageType::Contact, xid);
+            }
+        }
+        if self.handshake && self.machine.state() == State::Normal {
+            if self.role == Role::Primary && self.last_balance.elapsed() >= BALANCE_EVERY {
+                self.balance(false);
+            }
+            if self.role == Role::Secondary
+                && self
+                    .last_poolreq
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+                && self.backup_low()
+            {
+                self.last_poolreq = Some(Instant::now());
+                let xid = self.next_xid();
+                self.send_header_only(MessageType::PoolReq, xid);
+            }
+        }
+    }
 
     fn update_status(&self) {
-        let Ok(mut s) = self.status.lock() else {
-            return;
-        };
-        s.state = self.machine.state().name();
-        s.partner_state = self.machine.partner_state().map(State::name);
-        s.state_since = self.machine.entered();
-        s.connected = self.handshake;
-        s.unacked_updates = self.inflight.len();
-        s.pending_updates = self.outq.len();
-        s.oldest_unacked_ms = self
-            .inflight
-            .values()
-            .map(|i| i.sent.elapsed().as_millis() as u64)
-            .max()
-            .unwrap_or(0);
-        s.last_contact = self.last_contact_unix;
-        s.pd_start = self.machine.pd_start();
-        s.updates_sent = self.counters.sent.load(Ordering::Relaxed);
-        s.updates_acked = self.counters.acked.load(Ordering::Relaxed);
-        s.updates_rejected = self.counters.rejected.load(Ordering::Relaxed);
-        s.updates_received = self.counters.received.load(Ordering::Relaxed);
-        s.updates_refused = self.counters.refused.load(Ordering::Relaxed);
-        s.addresses_transferred = self.counters.transferred.load(Ordering::Relaxed);
-        let l = self.link.stats();
-        s.refused_connections = l.refused_connections;
-        s.malformed_messages = l.malformed + l.oversized;
-        s.tls_failures = l.tls_failures;
+        if let Ok(mut s) = self.status.lock() {
+            super::session::fill_status(
+                &mut s,
+                &super::session::StatusParts {
+                    machine: &self.machine,
+                    connected: self.handshake,
+                    inflight: &self.inflight,
+                    pending: self.outq.len(),
+                    last_contact: self.last_contact_unix,
+                    counters: &self.counters,
+                    link: self.link.stats(),
+                },
+            );
+        }
     }
 
     async fn shutdown(mut self) {
@@ -1262,22 +1193,5 @@ impl Partner {
         }
         self.persist();
         self.link.shutdown().await;
-    }
-}
-
-/// The client key of updates that name no client (FREE and BACKUP addresses of pool
-/// balancing): never a real client's (form byte 0xff).
-fn pool_key() -> ClientKey {
-    ClientKey::from_bytes(&[0xff]).unwrap_or_else(|_| unreachable!("one byte is a valid key"))
-}
-
-impl Partner {
-    /// Take the free map of a reloaded configuration (its BACKUP bits were copied from the
-    /// old map by the workers) and persist its split.
-    fn set_free_map(&mut self, free: Arc<FreeMap>) {
-        self.free = free;
-        if let Err(e) = super::split::save(&self.split_file, &self.free) {
-            tracing::warn!(relationship = %self.cfg.name, error = %e, "cannot save the pool split after a reload");
-        }
     }
 }

@@ -21,16 +21,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::channel::ApplyOutcome;
 use super::channel6::{FromPartner6, PartnerEnd6, SharedView6, ToPartner6};
-use super::link::{Framing, Link, LinkConfig, LinkEvent, TlsConfig};
+use super::link::{Framing, Link, LinkConfig, LinkEvent};
 use super::partner::{Command, Counters, PartnerError, PartnerHandle, Status, sanitize, unix_now};
 use super::state::{Event, Machine, Outcome, Role, State, UpdateRequest};
-use crate::config::{Failover6, FailoverRole};
+use crate::config::Failover6;
 use crate::lease::{BindingState, ClientKey, Lease6};
 use crate::pool::v6::Space6;
 use crate::wire::failover6::{
@@ -106,54 +106,31 @@ pub fn spawn6(
     newest_cltt: u32,
 ) -> Result<PartnerHandle, PartnerError> {
     let state_file = data_dir.join(format!("failover6-{}.state", sanitize(&cfg.name)));
-    let persisted = super::persist::load(&state_file).map_err(PartnerError::State)?;
-    let role = match cfg.role {
-        FailoverRole::Primary => Role::Primary,
-        FailoverRole::Secondary => Role::Secondary,
-    };
-    let now = unix_now();
-    let mut machine = Machine::new(
-        role,
-        cfg.mclt,
-        cfg.auto_partner_down,
-        persisted.as_ref(),
-        now,
-    );
-    if newest_cltt != 0 {
-        machine.note_prior_activity(newest_cltt);
-    }
-    let status = Arc::new(Mutex::new(Status {
-        name: cfg.name.clone(),
-        family: "v6",
-        role: match role {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
+    let started = super::session::start(
+        &super::session::Relationship {
+            name: &cfg.name,
+            family: "v6",
+            role: cfg.role,
+            mclt: cfg.mclt,
+            auto_partner_down: cfg.auto_partner_down,
+            state_file: state_file.clone(),
+            newest_cltt,
+            tls: cfg.tls.as_ref(),
         },
-        mclt: cfg.mclt,
-        ..Status::default()
-    }));
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(8);
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(PartnerError::Runtime)?;
-    let link_cfg = LinkConfig {
-        local: SocketAddr::V6(cfg.local),
-        peer: SocketAddr::V6(cfg.peer),
-        connect: role == Role::Primary,
-        max_message: MAX_FRAME,
-        framing: Framing::Rfc8156,
-        tls: cfg.tls.as_ref().map(|t| TlsConfig {
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            ca: t.ca.clone(),
-            peer_name: t.peer_name.clone(),
-        }),
-    };
-    let (link, events) = rt
-        .block_on(Link::start(link_cfg))
-        .map_err(PartnerError::Link)?;
+        LinkConfig {
+            max_message: MAX_FRAME,
+            framing: Framing::Rfc8156,
+            ..LinkConfig::new(SocketAddr::V6(cfg.local), SocketAddr::V6(cfg.peer), false)
+        },
+    )?;
+    let super::session::Started {
+        role,
+        machine,
+        status,
+        rt,
+        link,
+        events,
+    } = started;
     let p = Partner6 {
         cfg: cfg.clone(),
         role,
@@ -190,24 +167,11 @@ pub fn spawn6(
         peer = %cfg.peer,
         "DHCPv6 failover relationship starting"
     );
-    let stop2 = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name(format!("tl-partner6-{}", cfg.name))
-        .spawn(move || {
-            crate::privilege::thread_start();
-            rt.block_on(p.run(events, cmd_rx, stop2));
-        })
-        .map_err(PartnerError::Spawn)?;
-    Ok(PartnerHandle::from_parts(status, cmd_tx, stop, thread))
+    super::session::launch(format!("tl-partner6-{}", cfg.name), rt, p, events, status)
 }
 
-/// One BNDUPD in flight (one binding each).
-#[derive(Debug, Clone, Copy)]
-struct Inflight {
-    lease: Lease6,
-    potential: u32,
-    sent: Instant,
-}
+/// One update in flight.
+type Inflight = super::session::Inflight<Lease6>;
 
 /// A partner BNDUPD being applied by the workers.
 #[derive(Debug, Clone)]
@@ -250,44 +214,6 @@ struct Partner6 {
 }
 
 impl Partner6 {
-    async fn run(
-        mut self,
-        mut events: tokio::sync::mpsc::Receiver<LinkEvent>,
-        mut cmds: tokio::sync::mpsc::Receiver<Command>,
-        stop: Arc<AtomicBool>,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_second = Instant::now();
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_link(ev),
-                    None => break,
-                },
-                cmd = cmds.recv() => {
-                    if let Some(Command::PartnerDown(reply)) = cmd {
-                        let r = self.operator_partner_down();
-                        let _ = reply.try_send(r);
-                    }
-                }
-                _ = tick.tick() => {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    self.poll_workers();
-                    self.pump();
-                    if last_second.elapsed() >= Duration::from_secs(1) {
-                        last_second = Instant::now();
-                        self.every_second();
-                    }
-                    self.update_status();
-                }
-            }
-        }
-        self.shutdown().await;
-    }
-
     fn next_xid(&mut self) -> u32 {
         // RFC 8156 §5.4: 24-bit transaction ids.
         self.xid = (self.xid.wrapping_add(1) & 0x00ff_ffff).max(1);
@@ -377,37 +303,10 @@ impl Partner6 {
         }
     }
 
-    fn on_link(&mut self, ev: LinkEvent) {
-        match ev {
-            LinkEvent::Up { peer, tls } => {
-                tracing::info!(relationship = %self.cfg.name, %peer, tls, "DHCPv6 partner connection up");
-                self.handshake = false;
-                self.last_recv = Instant::now();
-                // RFC 8156 §6.1.1: the primary sends CONNECT.
-                if self.role == Role::Primary {
-                    self.send_connect();
-                }
-            }
-            LinkEvent::Message(bytes) => {
-                self.last_recv = Instant::now();
-                self.last_contact_unix = Some(unix_now());
-                self.on_message(&bytes);
-            }
-            LinkEvent::Down { reason } => {
-                tracing::warn!(relationship = %self.cfg.name, reason = %reason, "DHCPv6 partner connection down");
-                self.connection_lost();
-            }
-        }
-    }
-
     fn connection_lost(&mut self) {
         let was = self.handshake;
         self.handshake = false;
-        let mut back: Vec<Inflight> = self.inflight.drain().map(|(_, v)| v).collect();
-        back.sort_by_key(|i| i.sent);
-        for i in back.into_iter().rev() {
-            self.outq.push_front((i.lease, i.potential));
-        }
+        super::session::requeue(&mut self.inflight, &mut self.outq);
         self.applies.clear();
         self.scans.clear();
         self.upddone_pending = None;
@@ -585,9 +484,7 @@ impl Partner6 {
     }
 
     fn persist(&self) {
-        if let Err(e) = super::persist::save(&self.state_file, &self.machine.persisted()) {
-            tracing::error!(relationship = %self.cfg.name, error = %e, "could not persist the DHCPv6 failover state");
-        }
+        super::session::persist(&self.state_file, &self.machine, &self.cfg.name);
     }
 
     fn publish(&self) {
@@ -602,32 +499,7 @@ impl Partner6 {
             .handle(Event::OperatorPartnerDown { now: unix_now() });
         let changed = out.transition.is_some();
         self.after(out);
-        if changed || self.machine.state() == State::PartnerDown {
-            Ok(self.machine.state().name())
-        } else {
-            Err(format!(
-                "partner-down is not allowed in state {}",
-                self.machine.state().name()
-            ))
-        }
-    }
-
-    fn every_second(&mut self) {
-        let now = unix_now();
-        let out = self.machine.handle(Event::Tick { now });
-        self.after(out);
-        self.publish();
-        let mrd = Duration::from_secs(u64::from(self.cfg.max_response_delay));
-        if self.link.is_up() {
-            if self.last_recv.elapsed() > mrd {
-                tracing::warn!(relationship = %self.cfg.name, "no message from the DHCPv6 partner within max-response-delay");
-                self.link.drop_connection("max-response-delay exceeded");
-                self.connection_lost();
-            } else if self.handshake && self.last_send.elapsed() > mrd / 3 {
-                let xid = self.next_xid();
-                self.send_header_only(MessageType::Contact, xid);
-            }
-        }
+        super::session::partner_down_answer(changed, &self.machine)
     }
 
     fn poll_workers(&mut self) {
@@ -985,34 +857,86 @@ impl Partner6 {
         }
         tracing::info!(relationship = %self.cfg.name, all = !pending_only, "DHCPv6 partner asked for updates");
     }
+}
+
+impl super::session::Driver for Partner6 {
+    const TICK: Duration = Duration::from_millis(5);
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up { peer, tls } => {
+                tracing::info!(relationship = %self.cfg.name, %peer, tls, "DHCPv6 partner connection up");
+                self.handshake = false;
+                self.last_recv = Instant::now();
+                // RFC 8156 §6.1.1: the primary sends CONNECT.
+                if self.role == Role::Primary {
+                    self.send_connect();
+                }
+            }
+            LinkEvent::Message(bytes) => {
+                self.last_recv = Instant::now();
+                self.last_contact_unix = Some(unix_now());
+                self.on_message(&bytes);
+            }
+            LinkEvent::Down { reason } => {
+                tracing::warn!(relationship = %self.cfg.name, reason = %reason, "DHCPv6 partner connection down");
+                self.connection_lost();
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        if let Command::PartnerDown(reply) = cmd {
+            let r = self.operator_partner_down();
+            let _ = reply.try_send(r);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.poll_workers();
+        self.pump();
+    }
+
+    fn every_second(&mut self) {
+        let now = unix_now();
+        let out = self.machine.handle(Event::Tick { now });
+        self.after(out);
+        self.publish();
+        match super::session::liveness(
+            self.link.is_up(),
+            self.handshake,
+            self.last_recv,
+            self.last_send,
+            self.cfg.max_response_delay,
+        ) {
+            super::session::Liveness::Fine => {}
+            super::session::Liveness::Dead => {
+                tracing::warn!(relationship = %self.cfg.name, "no message from the DHCPv6 partner within max-response-delay");
+                self.link.drop_connection("max-response-delay exceeded");
+                self.connection_lost();
+            }
+            super::session::Liveness::Contact => {
+                let xid = self.next_xid();
+                self.send_header_only(MessageType::Contact, xid);
+            }
+        }
+    }
 
     fn update_status(&self) {
-        let Ok(mut s) = self.status.lock() else {
-            return;
-        };
-        s.state = self.machine.state().name();
-        s.partner_state = self.machine.partner_state().map(State::name);
-        s.state_since = self.machine.entered();
-        s.connected = self.handshake;
-        s.unacked_updates = self.inflight.len();
-        s.pending_updates = self.outq.len();
-        s.oldest_unacked_ms = self
-            .inflight
-            .values()
-            .map(|i| i.sent.elapsed().as_millis() as u64)
-            .max()
-            .unwrap_or(0);
-        s.last_contact = self.last_contact_unix;
-        s.pd_start = self.machine.pd_start();
-        s.updates_sent = self.counters.sent.load(Ordering::Relaxed);
-        s.updates_acked = self.counters.acked.load(Ordering::Relaxed);
-        s.updates_rejected = self.counters.rejected.load(Ordering::Relaxed);
-        s.updates_received = self.counters.received.load(Ordering::Relaxed);
-        s.updates_refused = self.counters.refused.load(Ordering::Relaxed);
-        let l = self.link.stats();
-        s.refused_connections = l.refused_connections;
-        s.malformed_messages = l.malformed + l.oversized;
-        s.tls_failures = l.tls_failures;
+        if let Ok(mut s) = self.status.lock() {
+            super::session::fill_status(
+                &mut s,
+                &super::session::StatusParts {
+                    machine: &self.machine,
+                    connected: self.handshake,
+                    inflight: &self.inflight,
+                    pending: self.outq.len(),
+                    last_contact: self.last_contact_unix,
+                    counters: &self.counters,
+                    link: self.link.stats(),
+                },
+            );
+        }
     }
 
     async fn shutdown(mut self) {
