@@ -9,63 +9,20 @@
 //! message when `/usr/sbin/dhcpd` is absent or namespaces are unavailable.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use twinlease::wire::failover::{
     Header, MessageType, MessageWriter, Opt, PROTOCOL_VERSION, Packet, ServerState, frame_len, opt,
 };
 
-const DHCPD: &str = "/usr/sbin/dhcpd";
+#[path = "common/isc.rs"]
+mod isc;
+
+use isc::now;
+
 const CHILD_ENV: &str = "TWINLEASE_FAILOVER_ISC_IN_NETNS";
 const TEST_NAME: &str = "isc_dhcpd_primary_accepts_our_connect";
-const PRIMARY_PORT: u16 = 6470;
-
-const CONFIG: &str = r#"authoritative;
-failover peer "p" {
-  primary;
-  address 127.0.0.1;
-  port 6470;
-  peer address 127.0.0.1;
-  peer port 6471;
-  max-response-delay 30;
-  max-unacked-updates 10;
-  mclt 3600;
-  split 128;
-  load balance max seconds 3;
-}
-subnet 10.231.0.0 netmask 255.255.255.0 {
-  pool {
-    failover peer "p";
-    range 10.231.0.10 10.231.0.50;
-  }
-}
-"#;
-
-/// Kills and reaps dhcpd when the test ends, however it ends.
-struct Dhcpd(Child);
-
-impl Drop for Dhcpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now() -> u32 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    u32::try_from(secs).expect("time fits the draft's 32-bit field")
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
 
 /// Read one whole message from `s` into `buf`, returning its length.
 fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
@@ -98,91 +55,11 @@ fn write_message(s: &mut TcpStream, header: &Header, opts: &[Opt<'_>]) {
 
 #[test]
 fn isc_dhcpd_primary_accepts_our_connect() {
-    if !Path::new(DHCPD).exists() {
-        eprintln!("skipping: {DHCPD} is absent (apt-get install isc-dhcp-server)");
-        return;
-    }
-    if std::env::var_os(CHILD_ENV).is_none() {
-        let probe = Command::new("unshare")
-            .args(["-rn", "true"])
-            .stderr(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            eprintln!("skipping: cannot create a user+network namespace with `unshare -rn`");
-            return;
-        }
-        let exe = std::env::current_exe().expect("test binary path");
-        let out = Command::new("unshare")
-            .arg("-rn")
-            .arg(exe)
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .output()
-            .expect("re-run the test inside a namespace");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("--- in the namespace ---\n{stdout}\n{stderr}");
-        assert!(out.status.success(), "the test failed inside the namespace");
-        assert!(
-            stdout.contains("1 passed"),
-            "the test did not run inside the namespace"
-        );
-        return;
-    }
-    in_namespace();
-}
-
-fn in_namespace() {
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "fo0", "type", "veth", "peer", "name", "fo1"]);
-    ip(&["addr", "add", "10.231.0.1/24", "dev", "fo0"]);
-    ip(&["link", "set", "fo0", "up"]);
-    ip(&["link", "set", "fo1", "up"]);
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conf = dir.path().join("dhcpd.conf");
-    let leases = dir.path().join("dhcpd.leases");
-    let pid = dir.path().join("dhcpd.pid");
-    let log = dir.path().join("dhcpd.log");
-    std::fs::write(&conf, CONFIG).expect("write config");
-    std::fs::write(&leases, "").expect("create leases file");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(DHCPD)
-        .args(["-4", "-f", "-d", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(&pid)
-        .arg("fo0")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("dup log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("start dhcpd");
-    let dhcpd = Dhcpd(child);
-    let result = std::panic::catch_unwind(talk_to_primary);
-    drop(dhcpd);
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    println!("--- dhcpd log ---\n{log_text}");
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    isc::run(CHILD_ENV, TEST_NAME, String::new, talk_to_primary);
 }
 
 fn talk_to_primary() {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PRIMARY_PORT));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut s = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("dhcpd never listened on {addr}: {e}"),
-        }
-    };
+    let mut s = isc::connect_primary();
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
 

@@ -12,10 +12,8 @@
 //! or namespaces are unavailable.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::{Duration, Instant};
 
 use twinlease::wire::failover::{
     BindingAck, BindingStatus, BindingUpdate, Connect, ConnectAck, MAX_MESSAGE_LEN, Message,
@@ -23,58 +21,17 @@ use twinlease::wire::failover::{
     write_header_only,
 };
 
-const DHCPD: &str = "/usr/sbin/dhcpd";
+#[path = "common/isc.rs"]
+mod isc;
+
+use isc::now;
+
 const CHILD_ENV: &str = "TWINLEASE_FAILOVER_ISC_MSGS_IN_NETNS";
 const TEST_NAME: &str = "isc_dhcpd_primary_reaches_normal_with_us";
-const PRIMARY_PORT: u16 = 6470;
 const RANGE: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(10, 231, 0, 10), Ipv4Addr::new(10, 231, 0, 50));
 const ACTIVE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 20);
 const ACTIVE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const ACTIVE_UID: [u8; 7] = [1, 0x02, 0, 0, 0, 0, 0x01];
-
-const CONFIG: &str = r#"authoritative;
-failover peer "p" {
-  primary;
-  address 127.0.0.1;
-  port 6470;
-  peer address 127.0.0.1;
-  peer port 6471;
-  max-response-delay 30;
-  max-unacked-updates 10;
-  mclt 3600;
-  split 128;
-  load balance max seconds 3;
-}
-subnet 10.231.0.0 netmask 255.255.255.0 {
-  pool {
-    failover peer "p";
-    range 10.231.0.10 10.231.0.50;
-  }
-}
-"#;
-
-/// Kills and reaps dhcpd when the test ends, however it ends.
-struct Dhcpd(Child);
-
-impl Drop for Dhcpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now() -> u32 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    u32::try_from(secs).expect("time fits the draft's 32-bit field")
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
 
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -93,86 +50,20 @@ fn codes(p: &Packet<&[u8]>) -> Vec<u16> {
 
 #[test]
 fn isc_dhcpd_primary_reaches_normal_with_us() {
-    if !Path::new(DHCPD).exists() {
-        eprintln!("skipping: {DHCPD} is absent (apt-get install isc-dhcp-server)");
-        return;
-    }
-    if std::env::var_os(CHILD_ENV).is_none() {
-        let probe = Command::new("unshare")
-            .args(["-rn", "true"])
-            .stderr(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            eprintln!("skipping: cannot create a user+network namespace with `unshare -rn`");
-            return;
-        }
-        let exe = std::env::current_exe().expect("test binary path");
-        let out = Command::new("unshare")
-            .arg("-rn")
-            .arg(exe)
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .output()
-            .expect("re-run the test inside a namespace");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("--- in the namespace ---\n{stdout}\n{stderr}");
-        assert!(out.status.success(), "the test failed inside the namespace");
-        assert!(
-            stdout.contains("1 passed"),
-            "the test did not run inside the namespace"
-        );
-        return;
-    }
-    in_namespace();
+    isc::run(CHILD_ENV, TEST_NAME, active_lease, talk_to_primary);
 }
 
-fn in_namespace() {
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "fo0", "type", "veth", "peer", "name", "fo1"]);
-    ip(&["addr", "add", "10.231.0.1/24", "dev", "fo0"]);
-    ip(&["link", "set", "fo0", "up"]);
-    ip(&["link", "set", "fo1", "up"]);
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conf = dir.path().join("dhcpd.conf");
-    let leases = dir.path().join("dhcpd.leases");
-    let pid = dir.path().join("dhcpd.pid");
-    let log = dir.path().join("dhcpd.log");
-    std::fs::write(&conf, CONFIG).expect("write config");
-    // One ACTIVE lease, so that dhcpd has a binding with a client to send.
+/// dhcpd's lease file: one ACTIVE lease, so that dhcpd has a binding with a client to send.
+fn active_lease() -> String {
     let t = now();
-    let lease = format!(
+    format!(
         "lease {ACTIVE_ADDR} {{\n  starts epoch {start};\n  ends epoch {end};\n  \
          tstp epoch {end};\n  cltt epoch {start};\n  binding state active;\n  \
          next binding state free;\n  hardware ethernet 02:00:00:00:00:01;\n  \
          uid \"\\001\\002\\000\\000\\000\\000\\001\";\n}}\n",
         start = t - 100,
         end = t + 3500,
-    );
-    std::fs::write(&leases, lease).expect("write leases file");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(DHCPD)
-        .args(["-4", "-f", "-d", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(&pid)
-        .arg("fo0")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("dup log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("start dhcpd");
-    let dhcpd = Dhcpd(child);
-    let result = std::panic::catch_unwind(talk_to_primary);
-    drop(dhcpd);
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    println!("--- dhcpd log ---\n{log_text}");
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    )
 }
 
 /// Our end of the connection: reads whole messages, writes typed ones, logs both.
@@ -283,17 +174,8 @@ fn check_bndupd(bytes: &[u8]) -> (Ipv4Addr, BindingStatus) {
 
 #[expect(clippy::too_many_lines, reason = "one scripted conversation, in order")]
 fn talk_to_primary() {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PRIMARY_PORT));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let stream = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(conn) => break conn,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => panic!("dhcpd never listened on {addr}: {e}"),
-        }
-    };
     let mut link = Link {
-        s: stream,
+        s: isc::connect_primary(),
         buf: Vec::new(),
         xid: 0x7477_0000,
         seen: Vec::new(),

@@ -6,22 +6,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertifiedIssuer, KeyPair};
 use twinlease::dispatch::Server;
 
-fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
+#[path = "common/tls.rs"]
+mod pki;
 
 /// Certificate (for `name`, signed by `issuer`), key and the CA to trust, written under `dir`;
 /// the TOML lines that point at them.
@@ -33,27 +22,12 @@ fn tls(
     trust: &CertifiedIssuer<'static, KeyPair>,
     peer_name: &str,
 ) -> String {
-    let mut p = CertificateParams::new(vec![name.to_owned()]).unwrap();
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, issuer).unwrap();
-    let (c, k, a) = (
-        dir.join(format!("{tag}.crt")),
-        dir.join(format!("{tag}.key")),
-        dir.join(format!("{tag}-ca.crt")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    std::fs::write(&a, trust.pem()).unwrap();
+    let files = pki::write_cert(dir, tag, name, &[name], issuer, trust);
     format!(
         "tls-cert = \"{}\"\ntls-key = \"{}\"\ntls-ca = \"{}\"\ntls-peer-name = \"{peer_name}\"\n",
-        c.display(),
-        k.display(),
-        a.display()
+        files.cert.display(),
+        files.key.display(),
+        files.ca.display()
     )
 }
 
@@ -115,7 +89,7 @@ fn wait_normal(a: &Server, b: &Server, within: Duration) -> bool {
 #[test]
 fn partners_over_mutual_tls_reach_normal() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = new_ca("partner CA");
+    let ca = pki::ca("partner CA");
     let t1 = tls(dir.path(), "a", &ca, "a.test", &ca, "b.test");
     let t2 = tls(dir.path(), "b", &ca, "b.test", &ca, "a.test");
     let port = 17_647;
@@ -133,8 +107,8 @@ fn partners_over_mutual_tls_reach_normal() {
 #[test]
 fn a_partner_with_a_certificate_of_another_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = new_ca("partner CA");
-    let rogue = new_ca("rogue CA");
+    let ca = pki::ca("partner CA");
+    let rogue = pki::ca("rogue CA");
     let t1 = tls(dir.path(), "a", &ca, "a.test", &ca, "b.test");
     // The secondary trusts the right CA but presents a certificate the primary does not.
     let t2 = tls(dir.path(), "b", &rogue, "b.test", &ca, "a.test");

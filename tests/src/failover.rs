@@ -1223,6 +1223,21 @@ enum Server {
     Dhcpd(Dhcpd),
 }
 
+/// How [`FailoverLab::wait_pair_normal`] (and the `start_pair` functions) wait for a
+/// twinlease pair to reach NORMAL, and what they check of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairWait<'a> {
+    /// How long each side (s1, then s2) may take to reach NORMAL; a fresh start may include
+    /// RECOVER-WAIT, one MCLT.
+    pub normal: Duration,
+    /// How long each side may then take to see its partner connected and in NORMAL (the
+    /// partner's view settles after its own state).
+    pub partner: Duration,
+    /// When set, the relationship name both sides must report, s1 as primary and s2 as
+    /// secondary.
+    pub relationship: Option<&'a str>,
+}
+
 /// The failover bench with its servers: a [`FailoverTopology`], a temporary folder with
 /// one sub-folder per side (`s1/`, `s2/`: config, data, logs), and at most one running
 /// server per side. Field order is drop order: servers stop before the namespaces go.
@@ -1501,6 +1516,67 @@ impl FailoverLab {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Waits until both twinleases are in NORMAL (s1 first, each for at most
+    /// `wait.normal`, checking their role and name when `wait.relationship` is set), then
+    /// until each is connected and sees its partner in NORMAL (at most `wait.partner` each).
+    pub fn wait_pair_normal(&self, wait: &PairWait<'_>) -> Result<()> {
+        for (side, role) in [(Side::S1, Role::Primary), (Side::S2, Role::Secondary)] {
+            let r = self.wait_state(side, "normal", wait.normal)?;
+            if let Some(name) = wait.relationship
+                && (r.role != role.as_str() || r.name != name)
+            {
+                return Err(Error(format!("{side}: unexpected relationship {r:?}")));
+            }
+        }
+        for side in Side::BOTH {
+            let ok = process::wait_until(wait.partner, || {
+                self.relationship(side)
+                    .ok()
+                    .filter(|r| r.connected && r.partner_state == "normal")
+            });
+            if ok.is_none() {
+                return Err(Error(format!(
+                    "{side} does not see its partner in normal: {:?}",
+                    self.relationship(side)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the configs of a DHCPv4 twinlease pair ([`FailoverLab::write_pair`]: s1
+    /// primary, s2 secondary), starts s1 then s2 and waits for NORMAL
+    /// ([`FailoverLab::wait_pair_normal`]).
+    pub fn start_pair(
+        &mut self,
+        params: &FailoverParams,
+        lease_time: u32,
+        wait: &PairWait<'_>,
+    ) -> Result<()> {
+        self.write_pair(params, lease_time)?;
+        self.start_both(wait)
+    }
+
+    /// Writes the configs of a DHCPv6 twinlease pair ([`FailoverLab::write_pair6`]: s1
+    /// primary with `share` percent of the addresses, s2 secondary), starts s1 then s2 and
+    /// waits for NORMAL ([`FailoverLab::wait_pair_normal`]).
+    pub fn start_pair6(
+        &mut self,
+        params: &FailoverParams,
+        life: Lifetimes6,
+        share: u8,
+        wait: &PairWait<'_>,
+    ) -> Result<()> {
+        self.write_pair6(params, life, share)?;
+        self.start_both(wait)
+    }
+
+    fn start_both(&mut self, wait: &PairWait<'_>) -> Result<()> {
+        self.start(Side::S1)?;
+        self.start(Side::S2)?;
+        self.wait_pair_normal(wait)
     }
 
     /// `POST /v1/failover/partner-down` on `side` (body `{"name": NAME}`); returns the

@@ -13,34 +13,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use twinlease_tests::failover::{self, FailoverLab, FailoverParams, Side, UPDATES_SENT_METRIC};
+use twinlease_tests::failover::{
+    self, FailoverLab, FailoverParams, PairWait, Side, UPDATES_SENT_METRIC,
+};
 use twinlease_tests::perfdhcp::{PerfdhcpOptions, run_perfdhcp};
-use twinlease_tests::process;
 use twinlease_tests::topology::CLIENT_IF;
 use twinlease_tests::{Error, Result, require_programs, require_root};
 
-const NORMAL_WAIT: Duration = Duration::from_mins(1);
 const RECEIVED_METRIC: &str = "twinlease_failover_updates_received_total";
-
-fn wait_pair_normal(lab: &FailoverLab) -> Result<()> {
-    for side in Side::BOTH {
-        lab.wait_state(side, "normal", NORMAL_WAIT)?;
-    }
-    for side in Side::BOTH {
-        let ok = process::wait_until(Duration::from_secs(15), || {
-            lab.relationship(side)
-                .ok()
-                .filter(|r| r.connected && r.partner_state == "normal")
-        });
-        if ok.is_none() {
-            return Err(Error(format!(
-                "{side} does not see its partner in normal: {:?}",
-                lab.relationship(side)
-            )));
-        }
-    }
-    Ok(())
-}
+/// How the test waits for the pair to reach NORMAL (roles and name not checked).
+const PAIR_WAIT: PairWait<'static> = PairWait {
+    normal: Duration::from_mins(1),
+    partner: Duration::from_secs(15),
+    relationship: None,
+};
 
 /// Which server a cycle kills during the stream.
 #[derive(Debug, Clone, Copy)]
@@ -63,10 +49,7 @@ fn resync_body(lab: &mut FailoverLab) -> Result<()> {
         mclt: 5,
         ..FailoverParams::default()
     };
-    lab.write_pair(&params, 600)?;
-    lab.start(Side::S1)?;
-    lab.start(Side::S2)?;
-    wait_pair_normal(lab)?;
+    lab.start_pair(&params, 600, &PAIR_WAIT)?;
     lab.topo().assign_client_addr(0)?;
     let n = 120;
     let mut p = PerfdhcpOptions::new(CLIENT_IF, n);
@@ -130,7 +113,7 @@ fn resync_body(lab: &mut FailoverLab) -> Result<()> {
             Victim::Receiver => lab.start(Side::S2)?,
             Victim::Sender => lab.start(Side::S1)?,
         }
-        wait_pair_normal(lab)?;
+        lab.wait_pair_normal(&PAIR_WAIT)?;
         let b = wait_same_holders(lab, Duration::from_mins(1))
             .map_err(|e| Error(format!("cycle {cycle}: {}", e.0)))?;
         lab.check_no_double_binding()?;

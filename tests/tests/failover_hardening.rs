@@ -20,14 +20,18 @@ use twinlease::wire::failover::{
     ServerState, StateMsg, frame_len,
 };
 use twinlease_tests::clients::udhcpc_once;
-use twinlease_tests::failover::{FailoverLab, FailoverParams, Side, unix_now};
+use twinlease_tests::failover::{FailoverLab, FailoverParams, PairWait, Side, unix_now};
 use twinlease_tests::netns::Netns;
-use twinlease_tests::process;
 use twinlease_tests::topology::CLIENT_IF;
 use twinlease_tests::{Error, Result, require_programs, require_root};
 
-/// Reaching NORMAL from a fresh start may include RECOVER-WAIT, one MCLT.
-const NORMAL_WAIT: Duration = Duration::from_secs(40);
+/// How the tests wait for the pair to reach NORMAL: reaching it from a fresh start may
+/// include RECOVER-WAIT, one MCLT; roles and name are not checked.
+const PAIR_WAIT: PairWait<'static> = PairWait {
+    normal: Duration::from_secs(40),
+    partner: Duration::from_secs(10),
+    relationship: None,
+};
 
 /// Run `f` on a thread inside the network namespace `ns`.
 fn in_netns<T: Send + 'static>(
@@ -112,26 +116,6 @@ fn until_closed(s: &mut TcpStream, timeout: Duration) -> std::result::Result<Vec
     }
 }
 
-fn wait_pair_normal(lab: &FailoverLab) -> Result<()> {
-    for side in Side::BOTH {
-        lab.wait_state(side, "normal", NORMAL_WAIT)?;
-    }
-    for side in Side::BOTH {
-        let ok = process::wait_until(Duration::from_secs(10), || {
-            lab.relationship(side)
-                .ok()
-                .filter(|r| r.connected && r.partner_state == "normal")
-        });
-        if ok.is_none() {
-            return Err(Error(format!(
-                "{side} does not see its partner in normal: {:?}",
-                lab.relationship(side)
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[test]
 fn connection_from_a_non_peer_address_is_refused() -> Result<()> {
     require_root!(Ok(()));
@@ -142,10 +126,7 @@ fn connection_from_a_non_peer_address_is_refused() -> Result<()> {
 }
 
 fn non_peer_body(lab: &mut FailoverLab) -> Result<()> {
-    lab.write_pair(&FailoverParams::default(), 60)?;
-    lab.start(Side::S1)?;
-    lab.start(Side::S2)?;
-    wait_pair_normal(lab)?;
+    lab.start_pair(&FailoverParams::default(), 60, &PAIR_WAIT)?;
     // From s1's own namespace the source address is s1's (192.0.2.1), not its peer's: every
     // connection is accepted by the kernel, then closed by the server without a byte.
     let to = peer_port(Side::S1);
@@ -250,7 +231,7 @@ fn malformed_body(lab: &mut FailoverLab) -> Result<()> {
     );
     // The real primary starts: the pair reaches NORMAL over the same channel.
     lab.start(Side::S1)?;
-    wait_pair_normal(lab)
+    lab.wait_pair_normal(&PAIR_WAIT)
 }
 
 /// A fast peer that keeps to the max-unacked-BNDUPD window it was given (draft-12 §7.1).

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use twinlease_tests::capture::Capture;
 use twinlease_tests::clients::{Dhclient, udhcpc_once};
 use twinlease_tests::failover::{
-    self, DhcpdLease, FailoverLab, FailoverParams, Role, Side, UPDATES_SENT_METRIC,
+    self, DhcpdLease, FailoverLab, FailoverParams, PairWait, Role, Side, UPDATES_SENT_METRIC,
     assert_no_double_ack, assert_no_double_binding, assert_same_bindings, holder, unix_now,
 };
 use twinlease_tests::perfdhcp::{PerfdhcpOptions, PerfdhcpReport, run_perfdhcp};
@@ -29,6 +29,13 @@ use twinlease_tests::{Error, Result, require_programs, require_root};
 
 /// Reaching NORMAL from a fresh start may include RECOVER-WAIT, one MCLT (contract).
 const NORMAL_WAIT: Duration = Duration::from_secs(40);
+/// How these tests wait for a twinlease pair to reach NORMAL: relationship "edge", s1
+/// primary and s2 secondary, the partner's view settled within 10 s.
+const PAIR_WAIT: PairWait<'static> = PairWait {
+    normal: NORMAL_WAIT,
+    partner: Duration::from_secs(10),
+    relationship: Some("edge"),
+};
 
 /// Runs perfdhcp from client `i` (which must have a LAN address) with `n` new clients
 /// whose MACs start with `mac_prefix` (three bytes, e.g. `02:0a:00`), one exchange each,
@@ -65,36 +72,10 @@ fn held_by_prefix(leases: &[LeaseRecord], prefix: &str) -> BTreeSet<Ipv4Addr> {
 }
 
 /// Writes a twinlease pair (s1 primary, s2 secondary), starts both and waits until both
-/// are in NORMAL, connected, each seeing the other in NORMAL, in their configured roles.
+/// are in NORMAL, connected, each seeing the other in NORMAL, in their configured roles
+/// ([`PAIR_WAIT`]).
 fn start_pair(lab: &mut FailoverLab, params: &FailoverParams, lease_time: u32) -> Result<()> {
-    lab.write_pair(params, lease_time)?;
-    lab.start(Side::S1)?;
-    lab.start(Side::S2)?;
-    wait_pair_normal(lab)
-}
-
-fn wait_pair_normal(lab: &FailoverLab) -> Result<()> {
-    for (side, role) in [(Side::S1, Role::Primary), (Side::S2, Role::Secondary)] {
-        let r = lab.wait_state(side, "normal", NORMAL_WAIT)?;
-        if r.role != role.as_str() || r.name != "edge" {
-            return Err(Error(format!("{side}: unexpected relationship {r:?}")));
-        }
-    }
-    // The partner's view settles after ours: wait for it too.
-    for side in Side::BOTH {
-        let ok = process::wait_until(Duration::from_secs(10), || {
-            lab.relationship(side)
-                .ok()
-                .filter(|r| r.connected && r.partner_state == "normal")
-        });
-        if ok.is_none() {
-            return Err(Error(format!(
-                "{side} does not see its partner in normal: {:?}",
-                lab.relationship(side)
-            )));
-        }
-    }
-    Ok(())
+    lab.start_pair(params, lease_time, &PAIR_WAIT)
 }
 
 /// Waits until the relationship of every side in `sides` is in `state` (each for at most
@@ -452,7 +433,7 @@ fn primary_killed_body(lab: &mut FailoverLab) -> Result<()> {
 
     // The primary comes back: both reach NORMAL and converge.
     lab.start(Side::S1)?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     lab.wait_converged(Duration::from_secs(20))?;
     Ok(())
 }
@@ -517,7 +498,7 @@ fn partition_body(lab: &mut FailoverLab) -> Result<()> {
 
     // Restore: NORMAL again, identical stores, still no double binding.
     lab.topo().restore_partner_link()?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     let b = lab.wait_converged(Duration::from_secs(30))?;
     for prefix in ["02:1b:00", "02:1c:00"] {
         assert!(
@@ -582,7 +563,7 @@ fn resend_body(lab: &mut FailoverLab) -> Result<()> {
 
     // The secondary returns: NORMAL, all leases, and only the missed updates were sent.
     lab.start(Side::S2)?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     let b = lab.wait_converged(Duration::from_secs(20))?;
     let new = b
         .values()

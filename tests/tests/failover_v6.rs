@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use twinlease_tests::clients6::{Dhclient6, Dhcp6Mode};
 use twinlease_tests::failover::{
-    FailoverLab, FailoverParams, Lifetimes6, PD_POOL6, POOL6, Role, Side, UPDATES_SENT_METRIC,
+    FailoverLab, FailoverParams, Lifetimes6, PD_POOL6, POOL6, PairWait, Side, UPDATES_SENT_METRIC,
 };
 use twinlease_tests::perfdhcp::{Lease6Kind, PerfdhcpOptions, PerfdhcpReport, run_perfdhcp};
 use twinlease_tests::process;
@@ -26,8 +26,13 @@ use twinlease_tests::{Error, Result, require_programs, require_root};
 const NAME: &str = "edge-v6";
 /// MCLT of these tests: short, so first lifetimes and PARTNER-DOWN waits stay short.
 const MCLT: u32 = 10;
-/// Reaching NORMAL from a fresh start may include RECOVER-WAIT, one MCLT.
-const NORMAL_WAIT: Duration = Duration::from_mins(1);
+/// How these tests wait for the pair to reach NORMAL: reaching it from a fresh start may
+/// include RECOVER-WAIT, one MCLT; then the partner's view settles within 15 s.
+const PAIR_WAIT: PairWait<'static> = PairWait {
+    normal: Duration::from_mins(1),
+    partner: Duration::from_secs(15),
+    relationship: Some(NAME),
+};
 /// Lifetimes of the `[[subnet6]]`: renewals at 20 s, rebinding at 40 s.
 const LIFE: Lifetimes6 = Lifetimes6 {
     preferred: 60,
@@ -50,35 +55,9 @@ fn lab(n_clients: usize) -> Result<FailoverLab> {
 }
 
 /// Writes a DHCPv6 twinlease pair, starts both and waits until both are in NORMAL,
-/// connected, each seeing the other in NORMAL.
+/// connected, each seeing the other in NORMAL ([`PAIR_WAIT`]).
 fn start_pair(lab: &mut FailoverLab) -> Result<()> {
-    lab.write_pair6(&params(), LIFE, 50)?;
-    lab.start(Side::S1)?;
-    lab.start(Side::S2)?;
-    wait_pair_normal(lab)
-}
-
-fn wait_pair_normal(lab: &FailoverLab) -> Result<()> {
-    for (side, role) in [(Side::S1, Role::Primary), (Side::S2, Role::Secondary)] {
-        let r = lab.wait_state(side, "normal", NORMAL_WAIT)?;
-        if r.role != role.as_str() || r.name != NAME {
-            return Err(Error(format!("{side}: unexpected relationship {r:?}")));
-        }
-    }
-    for side in Side::BOTH {
-        let ok = process::wait_until(Duration::from_secs(15), || {
-            lab.relationship(side)
-                .ok()
-                .filter(|r| r.connected && r.partner_state == "normal")
-        });
-        if ok.is_none() {
-            return Err(Error(format!(
-                "{side} does not see its partner in normal: {:?}",
-                lab.relationship(side)
-            )));
-        }
-    }
-    Ok(())
+    lab.start_pair6(&params(), LIFE, 50, &PAIR_WAIT)
 }
 
 /// perfdhcp -6 from client `i` (relayed through nothing: multicast on `c0`), `n` clients
@@ -263,7 +242,7 @@ fn primary_crash(lab: &mut FailoverLab) -> Result<()> {
     );
     // The primary comes back: NORMAL again, and both stores converge.
     lab.start(Side::S1)?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     lab.wait_converged6(Duration::from_mins(1))?;
     drop(na);
     drop(pd);
@@ -332,7 +311,7 @@ fn partition(lab: &mut FailoverLab) -> Result<()> {
         "the secondary used the primary's share: {only_b:?}"
     );
     lab.topo().restore_partner_link()?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     lab.wait_converged6(Duration::from_mins(1))?;
     Ok(())
 }
@@ -353,10 +332,7 @@ fn restart_missed(lab: &mut FailoverLab) -> Result<()> {
         mclt: 120,
         ..FailoverParams::default()
     };
-    lab.write_pair6(&params, LIFE, 50)?;
-    lab.start(Side::S1)?;
-    lab.start(Side::S2)?;
-    wait_pair_normal(lab)?;
+    lab.start_pair6(&params, LIFE, 50, &PAIR_WAIT)?;
     perf6(lab, 0, 40, Lease6Kind::AddressOnly, "02:0f:00:00:00:00")?;
     lab.wait_converged6(Duration::from_secs(30))?;
     lab.stop(Side::S2)?;
@@ -368,7 +344,7 @@ fn restart_missed(lab: &mut FailoverLab) -> Result<()> {
     perf6(lab, 0, 10, Lease6Kind::AddressOnly, "02:10:00:00:00:00")?;
     let sent_before = lab.metric(Side::S1, UPDATES_SENT_METRIC)?;
     lab.start(Side::S2)?;
-    wait_pair_normal(lab)?;
+    lab.wait_pair_normal(&PAIR_WAIT)?;
     let b = lab.wait_converged6(Duration::from_mins(1))?;
     assert!(b.len() >= 48, "{} bindings", b.len());
     let resent = lab.metric(Side::S1, UPDATES_SENT_METRIC)? - sent_before;

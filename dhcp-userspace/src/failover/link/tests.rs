@@ -4,15 +4,17 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertifiedIssuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc::Receiver;
 
 use super::*;
+
+#[path = "../../../tests/common/tls.rs"]
+mod pki;
+
+use pki::ca;
 
 /// Longest wait for an expected event.
 const WAIT: Duration = Duration::from_secs(10);
@@ -378,20 +380,8 @@ async fn drop_connection_flushes_then_reconnects() {
     exchange(&pri, &mut prx, &sec, &mut srx).await;
 }
 
-/// A CA for the TLS tests.
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
 /// Write a server certificate for `sans` signed by `issuer`, its key and `trust` (the CA
-/// that must sign the peer's) under `dir`, named `tag`.
+/// that must sign the peer's) under `dir`, named `tag` ([`pki::write_cert`]).
 fn tls_files(
     dir: &Path,
     tag: &str,
@@ -400,25 +390,13 @@ fn tls_files(
     trust: &CertifiedIssuer<'static, KeyPair>,
     peer_name: Option<&str>,
 ) -> TlsConfig {
-    let mut p =
-        CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.distinguished_name.push(DnType::CommonName, tag);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, issuer).unwrap();
-    let files = TlsConfig {
-        cert: dir.join(format!("{tag}.crt")),
-        key: dir.join(format!("{tag}.key")),
-        ca: dir.join(format!("{tag}-ca.crt")),
+    let files = pki::write_cert(dir, tag, tag, sans, issuer, trust);
+    TlsConfig {
+        cert: files.cert,
+        key: files.key,
+        ca: files.ca,
         peer_name: peer_name.map(str::to_owned),
-    };
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    std::fs::write(&files.ca, trust.pem()).unwrap();
-    files
+    }
 }
 
 #[tokio::test]
