@@ -440,6 +440,26 @@ pub fn render(handle: &Handle) -> String {
         &[("path", "xdp")],
         ld(&s.received_xdp),
     );
+    t.head(
+        "twinlease_priority_packets_received_total",
+        "counter",
+        "Of twinlease_packets_received_total{path=\"socket\"}, those read from a priority socket (renewals the kernel kept apart from the rest).",
+    );
+    t.sample(
+        "twinlease_priority_packets_received_total",
+        &[],
+        ld(&s.received_priority),
+    );
+    t.head(
+        "twinlease_priority_socket_fallbacks_total",
+        "counter",
+        "Listeners opened without a priority socket because the kernel refused SO_REUSEPORT or a classic BPF program.",
+    );
+    t.sample(
+        "twinlease_priority_socket_fallbacks_total",
+        &[],
+        ld(&s.priority_socket_fallbacks),
+    );
     t.head("twinlease_packets_sent_total", "counter", "Replies sent.");
     t.sample(
         "twinlease_packets_sent_total",

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
 
 use super::{Job, Stats};
+use crate::io::reuseport_filter::PRIORITY_V6;
 use crate::wire::v6::{HOP_COUNT_LIMIT, MessageType as M6, field, find_option, opt as opt6};
 
 /// What a receive loop keeps for admission: its clock reading for the current batch and its
@@ -126,16 +127,15 @@ pub fn priority_v4(bytes: &[u8]) -> bool {
     false
 }
 
-/// Whether a DHCPv6 datagram comes from a client that holds leases: RENEW, REBIND or
-/// RELEASE (RFC 8415 §18.2.4, §18.2.5, §18.2.7), also inside RELAY-FORW (§9).
+/// Whether a DHCPv6 datagram comes from a client that holds leases: CONFIRM, RENEW, REBIND,
+/// RELEASE or DECLINE (RFC 8415 §18.2.3–§18.2.8), also inside RELAY-FORW (§9). The same set
+/// as the kernel's classifier ([`crate::io::reuseport_filter::PRIORITY_V6`]).
 #[must_use]
 pub fn priority_v6(bytes: &[u8]) -> bool {
     let mut data = bytes;
     for _ in 0..=HOP_COUNT_LIMIT {
         match data.first().copied() {
-            Some(t) if t == M6::Renew as u8 || t == M6::Rebind as u8 || t == M6::Release as u8 => {
-                return true;
-            }
+            Some(t) if PRIORITY_V6.iter().any(|p| *p as u8 == t) => return true,
             Some(t) if t == M6::RelayForw as u8 => {
                 let Some(options) = data.get(field::relay::OPTIONS) else {
                     return false;
@@ -396,9 +396,11 @@ mod tests {
         for (t, want) in [
             (1u8, false),
             (3, false),
+            (4, true),
             (5, true),
             (6, true),
             (8, true),
+            (9, true),
             (11, false),
         ] {
             let msg = [t, 1, 2, 3, 0, 1, 0, 0];

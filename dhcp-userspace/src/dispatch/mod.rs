@@ -112,6 +112,12 @@ pub enum DispatchError {
 pub struct Stats {
     /// Datagrams received on the socket path.
     pub received: AtomicU64,
+    /// Of [`Self::received`], those read from a priority socket (renewals the kernel kept
+    /// apart from the rest: [`crate::io::reuseport_filter`]).
+    pub received_priority: AtomicU64,
+    /// Listeners opened without a priority socket because the kernel refused
+    /// `SO_REUSEPORT` or a classic BPF program (each then serves from one socket).
+    pub priority_socket_fallbacks: AtomicU64,
     /// DHCP frames received on the `AF_XDP` path.
     pub received_xdp: AtomicU64,
     /// Replies sent on the socket path.
@@ -166,6 +172,8 @@ impl Default for Stats {
     fn default() -> Self {
         Self {
             received: AtomicU64::new(0),
+            received_priority: AtomicU64::new(0),
+            priority_socket_fallbacks: AtomicU64::new(0),
             received_xdp: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             sent_xdp: AtomicU64::new(0),

@@ -1,8 +1,10 @@
-//! The socket path: one receive loop per listening socket (batched `recvmmsg`), and per
-//! worker an egress that sends with `sendmmsg`, or with `AF_PACKET` to clients that have no
-//! address yet (RFC 2131 §4.1).
+//! The socket path: one receive loop per listening address (batched `recvmmsg` on its normal
+//! socket and, first every round, on its priority socket: [`crate::io::reuseport_filter`]),
+//! and per worker an egress that sends with `sendmmsg`, or with `AF_PACKET` to clients that
+//! have no address yet (RFC 2131 §4.1).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -14,8 +16,8 @@ use super::admission::Admission;
 use super::{DispatchError, JobMeta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, key_hash_v6};
 use crate::config::Config;
 use crate::engine::v4::{Destination, MAX_REPLY};
-use crate::io::socket::{self, Interface, RawSender};
-use crate::io::socket6::{self, Sender6};
+use crate::io::socket::{self, Interface, RawSender, Receiver, wait_readable};
+use crate::io::socket6::{self, Receiver6, Sender6};
 use crate::lease::shard_of;
 use crate::logging::RateLimit;
 use crate::wire::v4::client_key_fast;
@@ -33,26 +35,32 @@ pub(super) fn start(
     batch: usize,
 ) -> Result<Started, DispatchError> {
     let mut sockets: Vec<Socket> = Vec::new();
+    let mut priority: Vec<Option<Socket>> = Vec::new();
     let mut listening = Vec::new();
     for &addr in &config.server.listen {
-        let s = socket::listen(addr, None)?;
-        let local = s
+        let l = socket::listen_with_priority(addr, None)?;
+        let local = l
+            .socket
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket_ipv4())
             .unwrap_or(addr);
         listening.push(local);
-        sockets.push(s);
+        priority.push(priority_or_fallback(l.priority, &local.to_string(), stats));
+        sockets.push(l.socket);
     }
     // DHCPv6: one listener per listen6 address, joined to ff02::1:2 on every interface
     // (RFC 8415 §7.1), when DHCPv6 subnets are configured.
     let mut sockets6 = Vec::new();
+    let mut priority6: Vec<Option<Socket>> = Vec::new();
     if !config.subnet6.is_empty() {
         let joined: Vec<(String, u32)> =
             ifaces.iter().map(|i| (i.name.clone(), i.ifindex)).collect();
         for &addr in &config.server.listen6 {
-            let s = socket6::listen6(addr, &joined).map_err(DispatchError::Socket6)?;
-            sockets6.push(s);
+            let l =
+                socket6::listen6_with_priority(addr, &joined).map_err(DispatchError::Socket6)?;
+            priority6.push(priority_or_fallback(l.priority, &addr.to_string(), stats));
+            sockets6.push(l.socket);
         }
     }
     let want_raw = !ifaces.is_empty();
@@ -98,7 +106,7 @@ pub(super) fn start(
     }
     let mut threads = Vec::new();
     let rate = config.server.per_client_rate;
-    for (i, sock) in sockets.into_iter().enumerate() {
+    for (i, (sock, prio)) in sockets.into_iter().zip(priority).enumerate() {
         let links = links.to_vec();
         let stop = Arc::clone(stop);
         let stats = Arc::clone(stats);
@@ -106,7 +114,7 @@ pub(super) fn start(
             .name(format!("tl-rx-{i}"))
             .spawn(move || {
                 crate::privilege::thread_start();
-                rx_loop(&sock, &links, &stop, &stats, batch, rate);
+                rx_loop(&sock, prio.as_ref(), &links, &stop, &stats, batch, rate);
             })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver",
@@ -114,7 +122,7 @@ pub(super) fn start(
             })?;
         threads.push(h);
     }
-    for (i, sock) in sockets6.into_iter().enumerate() {
+    for (i, (sock, prio)) in sockets6.into_iter().zip(priority6).enumerate() {
         let links = links.to_vec();
         let stop = Arc::clone(stop);
         let stats = Arc::clone(stats);
@@ -122,7 +130,7 @@ pub(super) fn start(
             .name(format!("tl-rx6-{i}"))
             .spawn(move || {
                 crate::privilege::thread_start();
-                rx6_loop(&sock, &links, &stop, &stats, batch, rate);
+                rx6_loop(&sock, prio.as_ref(), &links, &stop, &stats, batch, rate);
             })
             .map_err(|source| DispatchError::Spawn {
                 what: "receiver6",
@@ -133,23 +141,88 @@ pub(super) fn start(
     Ok((egresses, listening, threads))
 }
 
-/// The receive loop of one DHCPv6 socket; `rate` is `per-client-rate`.
+/// Whether the fallback to a single socket per listener was logged (once per process).
+static PRIORITY_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The priority socket of a listener, or `None` after counting (and logging once) why the
+/// kernel refused it: the listener then serves everything from its one socket, renewals
+/// competing with the flood for its receive buffer.
+fn priority_or_fallback(
+    priority: std::io::Result<Socket>,
+    listener: &str,
+    stats: &Stats,
+) -> Option<Socket> {
+    match priority {
+        Ok(s) => Some(s),
+        Err(e) => {
+            stats
+                .priority_socket_fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+            if !PRIORITY_FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %e,
+                    listener,
+                    "no priority socket (SO_REUSEPORT with a classic BPF program): renewals share the receive buffer with everything else under overload"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Wait up to `timeout_ms` for the normal socket `fd` or the priority socket `prio`: which
+/// are readable, `(normal, priority)`.
+fn wait_pair(fd: RawFd, prio: Option<RawFd>, timeout_ms: i32) -> std::io::Result<(bool, bool)> {
+    match prio {
+        Some(p) => wait_readable([fd, p], timeout_ms).map(|[n, p]| (n, p)),
+        None => wait_readable([fd], timeout_ms).map(|[n]| (n, false)),
+    }
+}
+
+/// The receive loop of one DHCPv6 listener (its priority socket, if any, read first every
+/// round); `rate` is `per-client-rate`.
 fn rx6_loop(
     sock: &Socket,
+    prio: Option<&Socket>,
     links: &[WorkerLink],
     stop: &AtomicBool,
     stats: &Stats,
     batch: usize,
     rate: u32,
 ) {
-    let mut rx = socket6::Receiver6::new(sock, batch);
+    let mut rx = Receiver6::new(sock, batch);
+    let mut rx_prio = prio.map(|p| Receiver6::new(p, batch));
     let mut local: Vec<(&'static str, u64)> = Vec::new();
     let mut adm = Admission::new(rate);
+    let offer = |rx: &Receiver6, n: usize, adm: &mut Admission, local: &mut Vec<_>| {
+        for i in 0..n {
+            let (bytes, meta) = rx.packet(i);
+            match key_hash_v6(bytes, &meta.src) {
+                Ok(h) if adm.admit(h) => {
+                    let w = shard_of(h, links.len());
+                    links[w].offer(bytes, JobMeta::V6(meta), None, stats, adm.now());
+                }
+                Ok(_) => {}
+                Err(e) => bump(local, e.reason()),
+            }
+        }
+    };
     loop {
         // On stop, one last pass without waiting (as in rx_loop).
         let stopping = stop.load(Ordering::Acquire);
-        let n = match rx.recv(if stopping { 0 } else { 100 }) {
-            Ok(n) => n,
+        let timeout = if stopping { 0 } else { 100 };
+        let round = wait_pair(rx.fd(), rx_prio.as_ref().map(Receiver6::fd), timeout).and_then(
+            |(ready, ready_prio)| {
+                let np = match rx_prio.as_mut() {
+                    Some(p) if ready_prio => p.recv_ready()?,
+                    _ => 0,
+                };
+                let n = if ready { rx.recv_ready()? } else { 0 };
+                Ok((n, np))
+            },
+        );
+        let (n, np) = match round {
+            Ok(r) => r,
             Err(e) => {
                 if stopping {
                     break;
@@ -159,21 +232,17 @@ fn rx6_loop(
                 continue;
             }
         };
-        stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        stats.received.fetch_add((n + np) as u64, Ordering::Relaxed);
+        stats
+            .received_priority
+            .fetch_add(np as u64, Ordering::Relaxed);
         adm.begin(stats);
-        for i in 0..n {
-            let (bytes, meta) = rx.packet(i);
-            match key_hash_v6(bytes, &meta.src) {
-                Ok(h) if adm.admit(h) => {
-                    let w = shard_of(h, links.len());
-                    links[w].offer(bytes, JobMeta::V6(meta), None, stats, adm.now());
-                }
-                Ok(_) => {}
-                Err(e) => bump(&mut local, e.reason()),
-            }
+        if let Some(p) = rx_prio.as_ref() {
+            offer(p, np, &mut adm, &mut local);
         }
+        offer(&rx, n, &mut adm, &mut local);
         stats.fold(&mut local);
-        if stopping && n < batch {
+        if stopping && n < batch && np < batch {
             break;
         }
     }
@@ -185,35 +254,26 @@ static RX6_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 static TX_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 static TX6_FAILED: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 
-/// The receive loop of one socket; `rate` is `per-client-rate`.
+/// The receive loop of one DHCPv4 listener; `rate` is `per-client-rate`.
+///
+/// Every round waits for either socket, then reads the priority socket first (one
+/// `recvmmsg`, renewals the kernel kept apart from the flood: [`crate::io::reuseport_filter`])
+/// and the normal one second, so renewals reach the workers' priority rings ahead of a batch
+/// of DISCOVERs however full the normal socket is.
 fn rx_loop(
     sock: &Socket,
+    prio: Option<&Socket>,
     links: &[WorkerLink],
     stop: &AtomicBool,
     stats: &Stats,
     batch: usize,
     rate: u32,
 ) {
-    let mut rx = socket::Receiver::new(sock, batch);
+    let mut rx = Receiver::new(sock, batch);
+    let mut rx_prio = prio.map(|p| Receiver::new(p, batch));
     let mut local: Vec<(&'static str, u64)> = Vec::new();
     let mut adm = Admission::new(rate);
-    loop {
-        // On stop, one last pass without waiting: requests the kernel had already queued
-        // when the stop came are handled (the workers drain their rings before exiting).
-        let stopping = stop.load(Ordering::Acquire);
-        let n = match rx.recv(if stopping { 0 } else { 100 }) {
-            Ok(n) => n,
-            Err(e) => {
-                if stopping {
-                    break;
-                }
-                crate::warn_limited!(RX_FAILED, error = %e, "receive failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        stats.received.fetch_add(n as u64, Ordering::Relaxed);
-        adm.begin(stats);
+    let offer = |rx: &Receiver, n: usize, adm: &mut Admission, local: &mut Vec<_>| {
         for i in 0..n {
             let (bytes, meta) = rx.packet(i);
             match client_key_fast(bytes) {
@@ -224,11 +284,47 @@ fn rx_loop(
                         links[w].offer(bytes, JobMeta::V4(meta), None, stats, adm.now());
                     }
                 }
-                Err(e) => bump(&mut local, e.reason()),
+                Err(e) => bump(local, e.reason()),
             }
         }
+    };
+    loop {
+        // On stop, one last pass without waiting: requests the kernel had already queued
+        // when the stop came are handled (the workers drain their rings before exiting).
+        let stopping = stop.load(Ordering::Acquire);
+        let timeout = if stopping { 0 } else { 100 };
+        let round = wait_pair(rx.fd(), rx_prio.as_ref().map(Receiver::fd), timeout).and_then(
+            |(ready, ready_prio)| {
+                let np = match rx_prio.as_mut() {
+                    Some(p) if ready_prio => p.recv_ready()?,
+                    _ => 0,
+                };
+                let n = if ready { rx.recv_ready()? } else { 0 };
+                Ok((n, np))
+            },
+        );
+        let (n, np) = match round {
+            Ok(r) => r,
+            Err(e) => {
+                if stopping {
+                    break;
+                }
+                crate::warn_limited!(RX_FAILED, error = %e, "receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        stats.received.fetch_add((n + np) as u64, Ordering::Relaxed);
+        stats
+            .received_priority
+            .fetch_add(np as u64, Ordering::Relaxed);
+        adm.begin(stats);
+        if let Some(p) = rx_prio.as_ref() {
+            offer(p, np, &mut adm, &mut local);
+        }
+        offer(&rx, n, &mut adm, &mut local);
         stats.fold(&mut local);
-        if stopping && n < batch {
+        if stopping && n < batch && np < batch {
             break;
         }
     }

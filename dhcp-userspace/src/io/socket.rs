@@ -11,6 +11,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use super::reuseport_filter::Listener;
+use super::reuseport_filter::{self, Family};
+
 /// Errors of the socket path.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -150,12 +153,52 @@ pub fn addresses_of(name: &str) -> IfAddresses {
 
 /// Open a UDP listener with the options the DHCP server needs.
 pub fn listen(addr: SocketAddrV4, bind_device: Option<&str>) -> Result<Socket, SocketError> {
+    open(addr, bind_device, |_| Ok(())).map_err(|source| SocketError::Listen { addr, source })
+}
+
+/// Open a listener with a priority socket next to it ([`super::reuseport_filter`]): both
+/// bound to `addr` with `SO_REUSEPORT`, the kernel putting renewals (`ciaddr` set) in the
+/// priority socket's receive buffer and everything else in the normal one's. When the kernel
+/// refuses any step, [`Listener::priority`] says why and the normal socket serves alone.
+///
+/// # Errors
+/// When the normal socket cannot be opened or bound (as [`listen`]).
+pub fn listen_with_priority(
+    addr: SocketAddrV4,
+    bind_device: Option<&str>,
+) -> Result<Listener, SocketError> {
     let err = |source| SocketError::Listen { addr, source };
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    s.set_reuse_address(true).map_err(err)?;
-    s.set_broadcast(true).map_err(err)?;
+    let mut reuse_port = Ok(());
+    let socket = open(addr, bind_device, |s| {
+        reuse_port = s.set_reuse_port(true);
+        Ok(())
+    })
+    .map_err(err)?;
+    // Port 0 picks a port: the priority socket binds the one picked.
+    let local = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket_ipv4())
+        .unwrap_or(addr);
+    let priority = reuse_port.and_then(|()| {
+        reuseport_filter::open_priority(&socket, Family::V4, |prepare| {
+            open(local, bind_device, prepare)
+        })
+    });
+    Ok(Listener { socket, priority })
+}
+
+/// Create a UDP socket with the server's options, call `prepare` on it, then bind `addr`.
+fn open(
+    addr: SocketAddrV4,
+    bind_device: Option<&str>,
+    prepare: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
     if let Some(dev) = bind_device {
-        s.bind_device(Some(dev.as_bytes())).map_err(err)?;
+        s.bind_device(Some(dev.as_bytes()))?;
     }
     let on: libc::c_int = 1;
     // Safety: valid fd, option value is a c_int of the given size.
@@ -169,12 +212,29 @@ pub fn listen(addr: SocketAddrV4, bind_device: Option<&str>) -> Result<Socket, S
         )
     };
     if rc != 0 {
-        return Err(err(io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
-    s.set_recv_buffer_size(8 << 20).map_err(err)?;
-    s.set_send_buffer_size(8 << 20).map_err(err)?;
-    s.bind(&addr.into()).map_err(err)?;
+    s.set_recv_buffer_size(8 << 20)?;
+    s.set_send_buffer_size(8 << 20)?;
+    prepare(&s)?;
+    s.bind(&addr.into())?;
     Ok(s)
+}
+
+/// Wait up to `timeout_ms` until one of `fds` has something to read (`poll`): which ones
+/// (any event counts: a read then tells what it was). All false on timeout.
+pub fn wait_readable<const N: usize>(fds: [RawFd; N], timeout_ms: i32) -> io::Result<[bool; N]> {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // Safety: `pfds` is an array of N valid pollfds that outlives the call.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pfds.map(|p| p.revents != 0))
 }
 
 /// What the kernel told us about one received datagram.
@@ -224,23 +284,24 @@ impl Receiver {
         }
     }
 
+    /// The socket's descriptor, for [`wait_readable`].
+    #[must_use]
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// Wait up to `timeout_ms` for datagrams, then receive as many as are queued (up to the
     /// batch size). Returns how many; [`Self::packet`] reads them.
     pub fn recv(&mut self, timeout_ms: i32) -> io::Result<usize> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Safety: one valid pollfd.
-        let r = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-        if r <= 0 {
-            return if r == 0 {
-                Ok(0)
-            } else {
-                Err(io::Error::last_os_error())
-            };
+        if wait_readable([self.fd], timeout_ms)? == [false] {
+            return Ok(0);
         }
+        self.recv_ready()
+    }
+
+    /// Receive as many datagrams as are queued (up to the batch size) without waiting: one
+    /// `recvmmsg`. Returns how many (0 when none); [`Self::packet`] reads them.
+    pub fn recv_ready(&mut self) -> io::Result<usize> {
         for i in 0..self.bufs.len() {
             self.iov[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
@@ -653,6 +714,47 @@ mod tests {
         }
         pseudo += 17 + (n as u32 - 20);
         assert_eq!(checksum(&out[20..n], pseudo), 0);
+    }
+
+    #[test]
+    fn priority_listener_sorts_renewals_and_keeps_pktinfo() {
+        let l = listen_with_priority(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), None).unwrap();
+        let prio = l.priority.expect("priority socket on this kernel");
+        let port = l
+            .socket
+            .local_addr()
+            .unwrap()
+            .as_socket_ipv4()
+            .unwrap()
+            .port();
+        assert_eq!(
+            prio.local_addr().unwrap().as_socket_ipv4().unwrap().port(),
+            port
+        );
+        let cli = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A BOOTREQUEST with ciaddr (RENEWING, RFC 2131 §4.3.2) and one without.
+        let mut renew = [0u8; 300];
+        renew[0] = 1;
+        renew[12..16].copy_from_slice(&[198, 18, 1, 7]);
+        let mut discover = [0u8; 300];
+        discover[0] = 1;
+        discover[4] = 0xd1;
+        for m in [&discover, &renew, &discover] {
+            cli.send_to(m, (Ipv4Addr::LOCALHOST, port)).unwrap();
+        }
+        let mut rx = Receiver::new(&l.socket, 8);
+        let mut rx_prio = Receiver::new(&prio, 8);
+        let [ready, ready_prio] = wait_readable([rx.fd(), rx_prio.fd()], 1000).unwrap();
+        assert!(ready || ready_prio);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(rx_prio.recv_ready().unwrap(), 1);
+        let (p, m) = rx_prio.packet(0);
+        assert_eq!(p, &renew);
+        assert_eq!(m.dst, Ipv4Addr::LOCALHOST);
+        assert_ne!(m.ifindex, 0);
+        assert_eq!(rx.recv_ready().unwrap(), 2);
+        assert!((0..2).all(|i| rx.packet(i).0 == discover));
+        assert_eq!(rx_prio.recv_ready().unwrap(), 0);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::socket::SLOT;
+use super::reuseport_filter::{self, Family, Listener};
+use super::socket::{SLOT, wait_readable};
 
 /// `All_DHCP_Relay_Agents_and_Servers` (RFC 8415 §7.1): the link-scoped multicast group
 /// clients send to; every server joins it on each interface it serves.
@@ -109,6 +110,50 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
 /// `interfaces` (`(name, index)`; an index of 0 is looked up by name). Then binds `addr`,
 /// normally `[::]:547` (a socket bound to a unicast address receives no multicast).
 pub fn listen6(addr: SocketAddrV6, interfaces: &[(String, u32)]) -> Result<Socket, SocketError6> {
+    open6(addr, interfaces, |_| Ok(()))
+}
+
+/// Open a listener as [`listen6`] with a priority socket next to it
+/// ([`super::reuseport_filter`]): both bound to `addr` with `SO_REUSEPORT` and joined to
+/// `ff02::1:2`, the kernel putting CONFIRM, RENEW, REBIND, RELEASE and DECLINE (also relayed)
+/// in the priority socket's receive buffer and everything else in the normal one's. When the
+/// kernel refuses any step, [`Listener::priority`] says why and the normal socket serves
+/// alone.
+///
+/// # Errors
+/// When the normal socket cannot be opened, joined or bound (as [`listen6`]).
+pub fn listen6_with_priority(
+    addr: SocketAddrV6,
+    interfaces: &[(String, u32)],
+) -> Result<Listener, SocketError6> {
+    let mut reuse_port = Ok(());
+    let socket = open6(addr, interfaces, |s| {
+        reuse_port = s.set_reuse_port(true);
+        Ok(())
+    })?;
+    // Port 0 picks a port: the priority socket binds the one picked.
+    let local = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket_ipv6())
+        .unwrap_or(addr);
+    let priority = reuse_port.and_then(|()| {
+        reuseport_filter::open_priority(&socket, Family::V6, |prepare| {
+            open6(local, interfaces, prepare).map_err(|e| match e {
+                SocketError6::Listen { source, .. } => source,
+                other => io::Error::other(other),
+            })
+        })
+    });
+    Ok(Listener { socket, priority })
+}
+
+/// Create the socket with the options of [`listen6`], join the groups, call `prepare`, bind.
+fn open6(
+    addr: SocketAddrV6,
+    interfaces: &[(String, u32)],
+    prepare: impl FnOnce(&Socket) -> io::Result<()>,
+) -> Result<Socket, SocketError6> {
     let err = |source| SocketError6::Listen { addr, source };
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     s.set_only_v6(true).map_err(err)?;
@@ -131,6 +176,7 @@ pub fn listen6(addr: SocketAddrV6, interfaces: &[(String, u32)]) -> Result<Socke
                 source,
             })?;
     }
+    prepare(&s).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
     Ok(s)
 }
@@ -185,23 +231,24 @@ impl Receiver6 {
         }
     }
 
+    /// The socket's descriptor, for [`wait_readable`].
+    #[must_use]
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// Wait up to `timeout_ms` for datagrams, then receive as many as are queued (up to the
     /// batch size). Returns how many; [`Self::packet`] reads them.
     pub fn recv(&mut self, timeout_ms: i32) -> io::Result<usize> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Safety: one valid pollfd.
-        let r = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-        if r <= 0 {
-            return if r == 0 {
-                Ok(0)
-            } else {
-                Err(io::Error::last_os_error())
-            };
+        if wait_readable([self.fd], timeout_ms)? == [false] {
+            return Ok(0);
         }
+        self.recv_ready()
+    }
+
+    /// Receive as many datagrams as are queued (up to the batch size) without waiting: one
+    /// `recvmmsg`. Returns how many (0 when none); [`Self::packet`] reads them.
+    pub fn recv_ready(&mut self) -> io::Result<usize> {
         for i in 0..self.bufs.len() {
             self.iov[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
@@ -711,6 +758,57 @@ mod tests {
         assert_eq!(*from.ip(), ll_a);
         assert_eq!(from.port(), SERVER_PORT);
         assert_eq!(from.scope_id(), idx_b);
+    }
+
+    #[test]
+    fn multicast_renew_lands_on_the_priority_socket_only() {
+        let Some(pair) = Pair::new() else { return };
+        let _ = Pair::link_local(&pair.a, "va");
+        let _ = Pair::link_local(&pair.b, "vb");
+        let l = Pair::within(&pair.a, || {
+            let idx = interface_index("va").unwrap();
+            let any = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0);
+            listen6_with_priority(any, &[("va".to_owned(), idx)]).unwrap()
+        });
+        let prio = l.priority.expect("priority socket on this kernel");
+        let (cli, idx_b) = Pair::within(&pair.b, || {
+            let idx = interface_index("vb").unwrap();
+            let any = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, CLIENT_PORT, 0, 0);
+            (UdpSocket::bind(any).unwrap(), idx)
+        });
+        let group = SocketAddrV6::new(ALL_DHCP_RELAY_AGENTS_AND_SERVERS, SERVER_PORT, 0, idx_b);
+        let mut rx = Receiver6::new(&l.socket, 8);
+        let mut rx_prio = Receiver6::new(&prio, 8);
+        // The first datagram may race the veth carrier: a SOLICIT (type 1), resent (bounded)
+        // until one arrives.
+        let mut up = false;
+        for _ in 0..20 {
+            cli.send_to(b"\x01solicit", group).unwrap();
+            if rx.recv(250).unwrap() > 0 {
+                up = true;
+                break;
+            }
+        }
+        assert!(up, "no datagram to ff02::1:2 arrived");
+        while rx.recv(100).unwrap() > 0 {}
+        // Every socket bound to the port gets a copy of a multicast: the socket filters keep a
+        // RENEW (type 5, RFC 8415 §18.2.4) on the priority socket alone, a SOLICIT on the
+        // normal one alone.
+        cli.send_to(b"\x05renew", group).unwrap();
+        cli.send_to(b"\x01solicit", group).unwrap();
+        let got = |rx: &mut Receiver6| {
+            let mut out = Vec::new();
+            while let Ok(n @ 1..) = rx.recv(300) {
+                for i in 0..n {
+                    let (p, m) = rx.packet(i);
+                    assert_eq!(m.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
+                    out.push(p.to_vec());
+                }
+            }
+            out
+        };
+        assert_eq!(got(&mut rx_prio), vec![b"\x05renew".to_vec()]);
+        assert_eq!(got(&mut rx), vec![b"\x01solicit".to_vec()]);
     }
 
     #[test]
