@@ -585,6 +585,17 @@ impl Partner {
         let out = self.machine.handle(Event::Connected { now: unix_now() });
         self.after(out);
         self.send_state();
+        // Whatever the partner has not acknowledged yet (changes made while the connection
+        // was down, updates lost with it) goes out now, without waiting for an UPDREQ that
+        // a return from COMMUNICATIONS-INTERRUPTED to NORMAL does not bring (draft-12 §7.1:
+        // an update is sent until it is acknowledged): every worker streams its pending
+        // records as plain updates (token 0), as the DHCPv6 partner thread does.
+        for w in 0..self.ends.len() {
+            let _ = self.ends[w].to.try_send(FromPartner::Scan {
+                token: 0,
+                pending_only: true,
+            });
+        }
     }
 
     /// Apply what the state machine decided.
