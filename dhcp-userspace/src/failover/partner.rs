@@ -249,6 +249,8 @@ pub fn spawn(
         last_send: Instant::now(),
         last_contact_unix: None,
         last_balance: Instant::now(),
+        balance_more: false,
+        split_pending: SplitPending::default(),
         last_poolreq: None,
         counters: Counters::default(),
         buf: vec![0u8; 65_535],
@@ -308,6 +310,19 @@ struct Applying {
 const BALANCE_EVERY: Duration = Duration::from_secs(5);
 /// Addresses moved per balancing round per pool (the rest follows in the next rounds).
 const BALANCE_BATCH: usize = 4096;
+/// The split file is written at most this often for the partner's FREE/BACKUP updates: the
+/// changes in between are written together, and their BNDACKs leave after that write.
+const SPLIT_SAVE_EVERY: Duration = Duration::from_millis(10);
+
+/// The partner's FREE/BACKUP updates applied to the free map, waiting for the split file to
+/// be written before they are acknowledged (draft-12 §5.4: durable before the BNDACK).
+#[derive(Default)]
+struct SplitPending {
+    /// (xid, address, BACKUP before the update), in arrival order.
+    changes: Vec<(u32, Ipv4Addr, bool)>,
+    /// When the split file was last written.
+    saved: Option<Instant>,
+}
 
 struct Partner {
     cfg: Failover,
@@ -337,6 +352,10 @@ struct Partner {
     last_send: Instant,
     last_contact_unix: Option<u32>,
     last_balance: Instant,
+    /// The last balancing round moved a full batch: the next follows as soon as the
+    /// partner has taken the previous one, not after [`BALANCE_EVERY`].
+    balance_more: bool,
+    split_pending: SplitPending,
     last_poolreq: Option<Instant>,
     counters: Counters,
     buf: Vec<u8>,
@@ -409,6 +428,10 @@ impl Partner {
     }
 
     fn connection_lost(&mut self) {
+        // What the partner already moved is kept (written now); its BNDACKs are gone with
+        // the connection and the partner sends those updates again.
+        self.save_split_pending(true);
+        self.split_pending.changes.clear();
         let was = self.handshake;
         self.handshake = false;
         super::session::requeue(&mut self.inflight, &mut self.outq);
@@ -674,6 +697,8 @@ impl Partner {
     /// durable before the BNDUPDs leave. Returns how many moved.
     fn balance(&mut self, forced: bool) -> u32 {
         self.last_balance = Instant::now();
+        let mut more = false;
+        self.balance_more = false;
         let mut moved = Vec::new();
         let pools: Vec<u32> = self.free.pools().iter().map(|p| p.id).collect();
         for id in pools {
@@ -688,6 +713,7 @@ impl Partner {
                 continue;
             }
             let n = (target - b).min(BALANCE_BATCH as u64) as usize;
+            more |= n == BALANCE_BATCH;
             for a in self.free.pick_in_share(id, Share::Free, n) {
                 self.free.set_backup(a, true);
                 moved.push(a);
@@ -704,6 +730,7 @@ impl Partner {
             tracing::error!(relationship = %self.cfg.name, error = %e, "could not persist the pool split");
             return 0;
         }
+        self.balance_more = more;
         tracing::info!(relationship = %self.cfg.name, addresses = moved.len(), "moved free addresses to the secondary's share");
         self.counters
             .transferred
@@ -882,15 +909,15 @@ impl Partner {
                 // draft-12 §5.4: the primary assigns the free addresses; FREE is its share,
                 // BACKUP the secondary's. Durable before the BNDACK.
                 let backup = parts.state == BindingState::Backup;
-                if self.free.is_backup(parts.addr) != backup {
+                let was = self.free.is_backup(parts.addr);
+                if was == backup && self.split_pending.changes.is_empty() {
+                    self.send_bndack(xid, parts.addr, None);
+                } else {
+                    // Acknowledged once the split file holds it (with the others of the
+                    // next few milliseconds), in order.
                     self.free.set_backup(parts.addr, backup);
-                    if let Err(e) = super::split::save(&self.split_file, &self.free) {
-                        self.free.set_backup(parts.addr, !backup);
-                        tracing::error!(relationship = %self.cfg.name, error = %e, "could not persist the pool split");
-                        return;
-                    }
+                    self.split_pending.changes.push((xid, parts.addr, was));
                 }
-                self.send_bndack(xid, parts.addr, None);
             }
             (_, None) => {
                 // ABANDONED / RESET without a client: record it under the address.
@@ -1081,9 +1108,37 @@ impl Partner {
     /// Take the free map of a reloaded configuration (its BACKUP bits were copied from the
     /// old map by the workers) and persist its split.
     fn set_free_map(&mut self, free: Arc<FreeMap>) {
+        // Pending changes were made to the old map (the workers copied its bits).
+        self.save_split_pending(true);
         self.free = free;
         if let Err(e) = super::split::save(&self.split_file, &self.free) {
             tracing::warn!(relationship = %self.cfg.name, error = %e, "cannot save the pool split after a reload");
+        }
+    }
+
+    /// Write the split file for the partner's pending FREE/BACKUP updates (at most every
+    /// [`SPLIT_SAVE_EVERY`] unless `now`), then acknowledge them. If it cannot be written,
+    /// the changes are taken back, newest first, and nothing is acknowledged: the partner
+    /// sends them again.
+    fn save_split_pending(&mut self, now: bool) {
+        let p = &mut self.split_pending;
+        if p.changes.is_empty() || (!now && p.saved.is_some_and(|t| t.elapsed() < SPLIT_SAVE_EVERY))
+        {
+            return;
+        }
+        p.saved = Some(Instant::now());
+        let changes = std::mem::take(&mut p.changes);
+        if let Err(e) = super::split::save(&self.split_file, &self.free) {
+            for &(_, addr, was) in changes.iter().rev() {
+                self.free.set_backup(addr, was);
+            }
+            tracing::error!(relationship = %self.cfg.name, error = %e, "could not persist the pool split");
+            return;
+        }
+        if self.handshake {
+            for (xid, addr, _) in changes {
+                self.send_bndack(xid, addr, None);
+            }
         }
     }
 }
@@ -1128,6 +1183,16 @@ impl super::session::Driver for Partner {
 
     fn tick(&mut self) {
         self.poll_workers();
+        self.save_split_pending(false);
+        if self.balance_more
+            && self.role == Role::Primary
+            && self.handshake
+            && self.machine.state() == State::Normal
+            && self.outq.len() < self.peer_max_unacked.max(1)
+        {
+            // A big pool is balanced at the pace the partner takes the moves.
+            self.balance(false);
+        }
         self.pump();
     }
 
@@ -1202,6 +1267,7 @@ impl super::session::Driver for Partner {
                 self.send_buf(n);
             }
         }
+        self.save_split_pending(true);
         self.persist();
         self.link.shutdown().await;
     }
