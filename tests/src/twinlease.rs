@@ -296,7 +296,8 @@ pub struct Twinlease {
 impl Twinlease {
     /// Starts the server from `bin` in `ns` with `config`, logging to `log`, and waits up
     /// to 20 s until it serves: it has bound UDP port 67 there (socket path) or logged that
-    /// it is serving (the `AF_XDP` path binds no UDP port).
+    /// it is serving (the `AF_XDP` path binds no UDP port). A restart may reuse `log`: the
+    /// log is appended to, and only lines this run wrote count.
     pub fn start(ns: &Netns, bin: &Path, config: &Path, log: &Path) -> Result<Self> {
         Self::start_on_port(ns, bin, config, log, 67)
     }
@@ -312,6 +313,8 @@ impl Twinlease {
     ) -> Result<Self> {
         let bin_s = bin.display().to_string();
         let conf_s = config.display().to_string();
+        // The "serving" line of an earlier run in the same log does not make this one ready.
+        let log_start = std::fs::metadata(log).map_or(0, |m| m.len());
         let mut cmd = ns.command(&bin_s, &["run", "--config", &conf_s]);
         cmd.env("RUST_BACKTRACE", "1");
         let child =
@@ -320,7 +323,7 @@ impl Twinlease {
         let ready = process::wait_until(Duration::from_secs(20), || {
             if !me.child.is_running() {
                 Some(false)
-            } else if ns.udp_port_bound(port) || me.child.log_text().contains("twinlease serving") {
+            } else if ns.udp_port_bound(port) || logged_since(log, log_start, SERVING) {
                 Some(true)
             } else {
                 None
@@ -380,6 +383,19 @@ impl Twinlease {
     pub fn kill9(&mut self) -> Result<()> {
         self.child.kill9().map(drop)
     }
+}
+
+/// The line `twinlease run` logs once it serves.
+const SERVING: &str = "twinlease serving";
+
+/// Whether `needle` is in what was written to the file `log` after its first `offset`
+/// bytes (a restarted server appends to the log of the run before).
+fn logged_since(log: &Path, offset: u64, needle: &str) -> bool {
+    let Ok(bytes) = std::fs::read(log) else {
+        return false;
+    };
+    let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+    String::from_utf8_lossy(&bytes[from..]).contains(needle)
 }
 
 /// One line of `twinlease leases`.
@@ -487,6 +503,63 @@ pub fn check_config(bin: &Path, config: &Path) -> Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::write_script;
+    use crate::require_root;
+
+    #[test]
+    fn logged_since_reads_only_past_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("twinlease.log");
+        assert!(!logged_since(&log, 0, SERVING));
+        std::fs::write(
+            &log,
+            "INFO twinlease::cli: twinlease serving listen=[0.0.0.0:67]\n",
+        )
+        .unwrap();
+        assert!(logged_since(&log, 0, SERVING));
+        let end = std::fs::metadata(&log).unwrap().len();
+        assert!(!logged_since(&log, end, SERVING));
+        assert!(!logged_since(&log, end + 10, SERVING));
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str("INFO twinlease::cli: twinlease serving listen=[0.0.0.0:67]\n");
+        std::fs::write(&log, text).unwrap();
+        assert!(logged_since(&log, end, SERVING));
+    }
+
+    /// A restart reuses the log of the run before, whose last lines say it served: the
+    /// restarted server is not ready until it has bound its port or logged so itself. (Taken
+    /// as ready at once, a restarted server in the dhclient test got the DHCPRELEASE before
+    /// it had bound port 67, while it was still reading its store: ICMP port unreachable.)
+    #[test]
+    fn start_ignores_the_serving_line_of_an_earlier_run() {
+        require_root!();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("twinlease.log");
+        std::fs::write(
+            &log,
+            "INFO twinlease::cli: twinlease serving listen=[0.0.0.0:67]\n\
+             INFO twinlease::cli: stopping signal=15\n",
+        )
+        .unwrap();
+        let ns = Netns::create("ready").unwrap();
+        // A server that never serves: it exits with status 3 after a second.
+        let dead = dir.path().join("dead");
+        write_script(&dead, "#!/bin/sh\nsleep 1\nexit 3\n").unwrap();
+        let err = Twinlease::start(&ns, &dead, Path::new("/nonexistent.toml"), &log)
+            .expect_err("ready on the earlier run's line");
+        assert!(err.to_string().contains("exited with"), "{err}");
+        // A server that logs "serving" itself (after half a second) is ready.
+        let slow = dir.path().join("slow");
+        write_script(
+            &slow,
+            "#!/bin/sh\nsleep 0.5\necho 'INFO twinlease::cli: twinlease serving' >&2\nexec sleep 30\n",
+        )
+        .unwrap();
+        let mut server =
+            Twinlease::start(&ns, &slow, Path::new("/nonexistent.toml"), &log).unwrap();
+        assert!(server.is_running());
+        server.kill9().unwrap();
+    }
 
     #[test]
     fn writes_the_contract_shape() {
