@@ -11,7 +11,10 @@
 //! - `engine-discover`: `Engine::handle` DISCOVER → OFFER (clients holding an offer);
 //! - `engine-request`: `Engine::handle` REQUEST → ACK (clients with an ACTIVE lease);
 //! - `v6-parse`: `wire::v6::Request::parse` of a relayed SOLICIT with `IA_NA` + `IA_PD`;
-//! - `v6-emit`: `wire::v6::ReplyWriter` of the ADVERTISE to it.
+//! - `v6-emit`: `wire::v6::ReplyWriter` of the ADVERTISE to it;
+//! - `alloc-take-free`: `FreeMap::take_free` from a fresh pool of 2^18 addresses;
+//! - `alloc-take-free-in`: `FreeMap::take_free_in` of the FREE share, every other address
+//!   of that pool in the BACKUP share.
 //!
 //! The timed loop is the function `icount_measure` (never inlined), so that callgrind can
 //! count it alone: `valgrind --tool=callgrind --toggle-collect=icount_measure* …`.
@@ -30,6 +33,7 @@ use std::process::ExitCode;
 
 use common::{EngineFx, NOW, Phase};
 use twinlease::engine::v4::MAX_REPLY;
+use twinlease::pool::{FreeMap, PoolRange, Share};
 use twinlease::wire::{v4, v6};
 
 /// The operations, with a one-line description each.
@@ -54,6 +58,14 @@ const OPS: &[(&str, &str)] = &[
     (
         "v6-emit",
         "DHCPv6 ReplyWriter, relayed ADVERTISE with IA_NA + IA_PD",
+    ),
+    (
+        "alloc-take-free",
+        "FreeMap::take_free, fresh pool of 2^18 addresses",
+    ),
+    (
+        "alloc-take-free-in",
+        "FreeMap::take_free_in FREE share, every other address BACKUP",
     ),
 ];
 
@@ -94,6 +106,34 @@ fn engine(phase: &Phase, n: u64) -> usize {
     })
 }
 
+/// `take_free` (or `take_free_in` of the FREE share, every other address in the BACKUP
+/// share) from a fresh pool of 2^18 addresses, one shard; `n` must stay below 2^17.
+fn alloc(n: u64, share: Option<Share>) -> usize {
+    const POOL: u32 = 1 << 18;
+    assert!(n < u64::from(POOL / 2), "pool sized for the run");
+    let start = u32::from(Ipv4Addr::new(10, 64, 0, 0));
+    let pool = PoolRange {
+        id: 1,
+        subnet_id: 1,
+        start: Ipv4Addr::from(start),
+        end: Ipv4Addr::from(start + POOL - 1),
+    };
+    let free = FreeMap::new(&[pool], 1, &|_| false).expect("valid pool");
+    if share.is_some() {
+        for a in (start..start + POOL).step_by(2) {
+            free.set_backup(Ipv4Addr::from(a), true);
+        }
+    }
+    let mut cursor = 0u32;
+    icount_measure(n, &mut |_| {
+        let a = match share {
+            None => free.take_free(1, 0, &mut cursor),
+            Some(s) => free.take_free_in(1, 0, &mut cursor, s),
+        };
+        u32::from(a.expect("pool sized for the run")) as usize
+    })
+}
+
 fn run(op: &str, n: u64) -> Option<usize> {
     let request = common::v4_request(7, Some((Ipv4Addr::new(10, 64, 1, 7), common::SERVER_ID)));
     let solicit = common::v6_solicit(7);
@@ -123,6 +163,8 @@ fn run(op: &str, n: u64) -> Option<usize> {
             let req = v6::Request::parse(&solicit).expect("parses");
             icount_measure(n, &mut |_| common::v6_advertise(black_box(&req), &mut out))
         }
+        "alloc-take-free" => alloc(n, None),
+        "alloc-take-free-in" => alloc(n, Some(Share::Free)),
         _ => return None,
     })
 }

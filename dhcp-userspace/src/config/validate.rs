@@ -17,6 +17,7 @@ use super::{ConfigError, ConfigErrors};
 
 mod failover;
 mod failover6;
+mod relationship;
 mod v6;
 
 /// The whole file as written.

@@ -23,6 +23,7 @@ pub mod admission;
 mod partner;
 pub mod reload;
 mod partner6;
+mod partner_side;
 pub mod socket;
 pub mod xdp;
 
@@ -34,6 +35,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use partner_side::WorkerFailover;
 
 use crate::config::{Config, Durability as CfgDurability, IoMode};
 use crate::control::metrics::{
@@ -599,8 +601,12 @@ impl Server {
                 requests: MsgLocal::default(),
                 replies: MsgLocal::default(),
                 silent_seen: Vec::new(),
-                failover: fo_ends.next().map(partner::WorkerFailover::new),
-                failover6: v6_ends.next().map(partner6::WorkerFailover6::new),
+                failover: fo_ends
+                    .next()
+                    .map(|e| WorkerFailover::new(e.to, e.from, e.view)),
+                failover6: v6_ends
+                    .next()
+                    .map(|e| WorkerFailover::new(e.to, e.from, e.view)),
             };
             let core = (!config.server.worker_cores.is_empty())
                 .then(|| config.server.worker_cores[w % config.server.worker_cores.len()]);
@@ -917,9 +923,9 @@ struct Worker {
     /// Silent-outcome labels seen in this batch (folded into `stats.silent`).
     silent_seen: Vec<&'static str>,
     /// The failover relationship's rings, when there is one.
-    failover: Option<partner::WorkerFailover>,
+    failover: Option<WorkerFailover<Lease4>>,
     /// The DHCPv6 failover relationship's rings, when there is one.
-    failover6: Option<partner6::WorkerFailover6>,
+    failover6: Option<WorkerFailover<Lease6>>,
 }
 
 impl Worker {
@@ -953,8 +959,8 @@ impl Worker {
                         self.maintain(&mut last_reclaim);
                     }
                     self.serve_control();
-                    self.serve_partner();
-                    self.serve_partner6();
+                    self.serve_partner::<Lease4>();
+                    self.serve_partner::<Lease6>();
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -969,12 +975,12 @@ impl Worker {
             let fo_view = self
                 .failover
                 .as_ref()
-                .map_or(FailoverView::STANDALONE, |f| f.end.view.load());
+                .map_or(FailoverView::STANDALONE, |f| f.view.load());
             let fo_view6 = self
                 .failover6
                 .as_ref()
                 .map_or(crate::engine::v6::FailoverView6::STANDALONE, |f| {
-                    f.end.view.load()
+                    f.view.load()
                 });
             changes.clear();
             changes6.clear();
@@ -1063,7 +1069,7 @@ impl Worker {
             self.egress.flush(committed, &self.stats, &mut local);
             if committed {
                 self.queue_updates(&changes);
-                self.queue_updates6(&changes6);
+                self.queue_updates(&changes6);
             }
             self.stats.fold(&mut local);
             self.stats.requests.fold(&mut self.requests);
@@ -1073,8 +1079,8 @@ impl Worker {
                 self.maintain(&mut last_reclaim);
             }
             self.serve_control();
-            self.serve_partner();
-            self.serve_partner6();
+            self.serve_partner::<Lease4>();
+            self.serve_partner::<Lease6>();
         }
         if let Err(e) = self.store.wal.commit() {
             tracing::error!(error = %e, "final commit failed");
@@ -1226,7 +1232,7 @@ impl Worker {
     /// Take part in a configuration reload ([`reload`]): stop with the other workers, claim
     /// this worker's addresses in the new pools, swap the engines and pools.
     fn reload(&mut self, t: &reload::ReloadTicket) -> crate::control::CtlReply {
-        let mclt = self.failover.as_ref().map(|f| f.end.view.mclt());
+        let mclt = self.failover.as_ref().map(|f| f.view.mclt());
         let mut side = reload::WorkerSide {
             id: self.store.shard.id(),
             store: &mut self.store,
@@ -1241,7 +1247,7 @@ impl Worker {
     /// Expiry sweep and background compaction, between batches.
     fn maintain(&mut self, last: &mut Instant) {
         *last = Instant::now();
-        match self.failover.as_ref().map(|f| f.end.view.mclt()) {
+        match self.failover.as_ref().map(|f| f.view.mclt()) {
             None => {
                 self.store.shard.reclaim(unix_now(), 4096, &self.free);
             }
@@ -1257,7 +1263,7 @@ impl Worker {
                 self.queue_updates(&ended);
             }
         }
-        match self.failover6.as_ref().map(|f| f.end.view.mclt()) {
+        match self.failover6.as_ref().map(|f| f.view.mclt()) {
             None => {
                 self.store.shard6.reclaim(unix_now(), 4096);
             }
@@ -1267,7 +1273,7 @@ impl Worker {
                 self.store
                     .shard6
                     .reclaim_delayed(unix_now(), 4096, mclt, &mut |l| ended.push(*l));
-                self.queue_updates6(&ended);
+                self.queue_updates(&ended);
             }
         }
         if self.store.wal.should_compact() && !self.compacting.swap(true, Ordering::AcqRel) {

@@ -1,44 +1,99 @@
-//! The worker's side of failover: queue committed lease changes to the partner thread, apply
-//! the partner's binding updates to this worker's shard, surrender addresses another worker
-//! needs, and stream the shard for the partner's update requests. Served between batches,
-//! a bounded amount at a time; a worker never waits for the partner thread.
+//! The worker's side of DHCPv4 failover: what [`Lease4`] records and the partner thread's
+//! messages need of [`super::partner_side`] (which queues committed changes to the partner
+//! thread and streams the shard for its update requests), applying the partner's binding
+//! updates to this worker's shard, and surrendering addresses another worker needs.
 
 use std::net::Ipv4Addr;
 
-use super::{Worker, unix_now};
-use crate::failover::channel::{ApplyOutcome, FromPartner, ToPartner, WorkerEnd};
+use super::Worker;
+use super::partner_side::{Replicated, Served, WorkerFailover};
+use crate::failover::channel::{ApplyOutcome, FromPartner, SharedView, ToPartner};
 use crate::lease::{BindingState, Lease4};
 use crate::wire::failover::reject;
 
-/// Partner messages handled per call.
-const PER_POLL: usize = 256;
-/// Records per scan chunk.
-const SCAN_CHUNK: usize = 512;
+impl Replicated for Lease4 {
+    type From = FromPartner;
+    type To = ToPartner;
+    type View = SharedView;
 
-/// A store scan in progress.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ScanState {
-    token: u64,
-    pending_only: bool,
-    next: u32,
-}
+    fn update_pending(&self) -> bool {
+        self.update_pending
+    }
 
-/// Per-worker failover state.
-#[derive(Debug)]
-pub(super) struct WorkerFailover {
-    pub(super) end: WorkerEnd,
-    /// A scan the partner thread asked for.
-    scan: Option<ScanState>,
-    /// An update could not be queued (ring full): send every pending record again.
-    resend: bool,
-}
+    fn update(self, potential: u32) -> ToPartner {
+        ToPartner::Update {
+            lease: self,
+            potential,
+        }
+    }
 
-impl WorkerFailover {
-    pub(super) fn new(end: WorkerEnd) -> Self {
-        Self {
-            end,
-            scan: None,
-            resend: false,
+    fn scanned(token: u64, leases: Vec<(Self, u32)>, done: bool) -> ToPartner {
+        ToPartner::Scanned {
+            token,
+            leases,
+            done,
+        }
+    }
+
+    fn applied(token: u64, outcome: ApplyOutcome) -> ToPartner {
+        ToPartner::Applied { token, outcome }
+    }
+
+    fn side(w: &Worker) -> Option<&WorkerFailover<Self>> {
+        w.failover.as_ref()
+    }
+
+    fn side_mut(w: &mut Worker) -> Option<&mut WorkerFailover<Self>> {
+        w.failover.as_mut()
+    }
+
+    fn potential(w: &Worker, l: &Self) -> u32 {
+        w.potential_of(l)
+    }
+
+    fn scan(w: &Worker, from: u32, max: usize, pending: bool, out: &mut Vec<Self>) -> Option<u32> {
+        w.store.shard.scan(from, max, pending, out)
+    }
+
+    fn commit(w: &mut Worker, records: &[Self]) -> bool {
+        w.commit(records, &[])
+    }
+
+    fn handle(w: &mut Worker, m: FromPartner, now: u32, served: &mut Served<Self>) {
+        match m {
+            FromPartner::Acked {
+                addr,
+                client,
+                cltt,
+                potential,
+            } => {
+                w.store.shard.partner_acked(addr, &client, cltt, potential);
+            }
+            FromPartner::Apply {
+                token,
+                lease,
+                transferred,
+            } => {
+                let outcome = w.apply(lease, transferred, now, &mut served.records);
+                served.applied.push((token, outcome));
+            }
+            FromPartner::Surrender {
+                token,
+                addr,
+                cltt,
+                client,
+            } => {
+                let reply = w.surrender(token, addr, cltt, &client, now, &mut served.records);
+                served.replies.push(reply);
+            }
+            FromPartner::Scan {
+                token,
+                pending_only,
+            } => {
+                if let Some(fo) = w.failover.as_mut() {
+                    fo.request_scan(token, pending_only);
+                }
+            }
         }
     }
 }
@@ -58,174 +113,6 @@ impl Worker {
         } else {
             l.expires
         }
-    }
-
-    /// Queue the committed changes of a batch for the partner.
-    pub(super) fn queue_updates(&mut self, changes: &[Lease4]) {
-        for l in changes.iter().filter(|l| l.update_pending) {
-            let potential = self.potential_of(l);
-            let Some(fo) = self.failover.as_mut() else {
-                return;
-            };
-            if fo.resend {
-                return;
-            }
-            if fo
-                .end
-                .to
-                .try_send(ToPartner::Update {
-                    lease: *l,
-                    potential,
-                })
-                .is_err()
-            {
-                // The record stays pending in the shard: a later scan sends it again.
-                fo.resend = true;
-                self.stats
-                    .partner_ring_full
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-
-    /// Serve the partner thread's requests and continue a scan in progress.
-    pub(super) fn serve_partner(&mut self) {
-        let Some(fo) = self.failover.as_mut() else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        for _ in 0..PER_POLL {
-            match fo.end.from.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
-        if fo.resend && fo.scan.is_none() {
-            // Pending records are sent again as an unsolicited scan (token 0).
-            fo.scan = Some(ScanState {
-                token: 0,
-                pending_only: true,
-                next: 0,
-            });
-            fo.resend = false;
-        }
-        let mut applied: Vec<(u64, ApplyOutcome)> = Vec::new();
-        let mut records: Vec<Lease4> = Vec::new();
-        let mut replies: Vec<ToPartner> = Vec::new();
-        let now = unix_now();
-        for m in msgs {
-            match m {
-                FromPartner::Acked {
-                    addr,
-                    client,
-                    cltt,
-                    potential,
-                } => {
-                    self.store
-                        .shard
-                        .partner_acked(addr, &client, cltt, potential);
-                }
-                FromPartner::Apply {
-                    token,
-                    lease,
-                    transferred,
-                } => {
-                    let outcome = self.apply(lease, transferred, now, &mut records);
-                    applied.push((token, outcome));
-                }
-                FromPartner::Surrender {
-                    token,
-                    addr,
-                    cltt,
-                    client,
-                } => {
-                    let reply = self.surrender(token, addr, cltt, &client, now, &mut records);
-                    replies.push(reply);
-                }
-                FromPartner::Scan {
-                    token,
-                    pending_only,
-                } => {
-                    if let Some(fo) = self.failover.as_mut() {
-                        fo.scan = Some(ScanState {
-                            token,
-                            pending_only,
-                            next: 0,
-                        });
-                    }
-                }
-            }
-        }
-        // Everything applied or surrendered is durable before the partner hears of it.
-        let durable = records.is_empty() || self.commit(&records, &[]);
-        let Some(fo) = self.failover.as_mut() else {
-            return;
-        };
-        for (token, outcome) in applied {
-            let outcome = if durable || !matches!(outcome, ApplyOutcome::Accepted) {
-                outcome
-            } else {
-                ApplyOutcome::NotDurable
-            };
-            let _ = fo.end.to.try_send(ToPartner::Applied { token, outcome });
-        }
-        for r in replies {
-            let _ = fo.end.to.try_send(r);
-        }
-        self.continue_scan();
-    }
-
-    /// Send the next chunk of a scan in progress.
-    fn continue_scan(&mut self) {
-        let Some(fo) = self.failover.as_ref() else {
-            return;
-        };
-        let Some(sc) = fo.scan else {
-            return;
-        };
-        if fo.end.to.len() + 1 >= fo.end.to.capacity().unwrap_or(usize::MAX) {
-            return;
-        }
-        let mut out = Vec::with_capacity(SCAN_CHUNK);
-        let next = self
-            .store
-            .shard
-            .scan(sc.next, SCAN_CHUNK, sc.pending_only, &mut out);
-        let leases = out.iter().map(|l| (*l, self.potential_of(l))).collect();
-        let done = next.is_none();
-        let Some(fo) = self.failover.as_mut() else {
-            return;
-        };
-        let msg = if sc.token == 0 {
-            // Unsolicited resend: plain updates.
-            for (lease, potential) in leases {
-                if fo
-                    .end
-                    .to
-                    .try_send(ToPartner::Update { lease, potential })
-                    .is_err()
-                {
-                    fo.resend = true;
-                    fo.scan = None;
-                    return;
-                }
-            }
-            None
-        } else {
-            Some(ToPartner::Scanned {
-                token: sc.token,
-                leases,
-                done,
-            })
-        };
-        if let Some(msg) = msg
-            && fo.end.to.try_send(msg).is_err()
-        {
-            // Retry this chunk on the next call.
-            return;
-        }
-        fo.scan = next.map(|n| ScanState { next: n, ..sc });
     }
 
     /// Apply a partner's binding update for one of this worker's clients

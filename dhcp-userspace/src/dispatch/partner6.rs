@@ -1,45 +1,17 @@
-//! The worker's side of DHCPv6 failover (RFC 8156): queue committed [`Lease6`] changes to
-//! the partner thread, apply the partner's bindings to this worker's [`Shard6`], hold members
-//! of this worker's partition bound by another worker's clients, and stream the shard for the
-//! partner's update requests. Served between batches, a bounded amount at a time.
+//! The worker's side of DHCPv6 failover (RFC 8156): what [`Lease6`] records and the partner
+//! thread's messages need of [`super::partner_side`] (which queues committed changes to the
+//! partner thread and streams the shard for its update requests), applying the partner's
+//! bindings to this worker's [`Shard6`], and holding members of this worker's partition bound
+//! by another worker's clients.
 //!
 //! [`Shard6`]: crate::pool::v6::Shard6
 
-use super::{Worker, unix_now};
+use super::Worker;
+use super::partner_side::{Replicated, Served, WorkerFailover};
 use crate::failover::channel::ApplyOutcome;
-use crate::failover::channel6::{FromPartner6, ToPartner6, WorkerEnd6};
+use crate::failover::channel6::{FromPartner6, SharedView6, ToPartner6};
 use crate::lease::{BindingState, Lease6};
 use crate::wire::failover6::status;
-
-/// Partner messages handled per call.
-const PER_POLL: usize = 256;
-/// Records per scan chunk.
-const SCAN_CHUNK: usize = 512;
-
-#[derive(Debug, Clone, Copy)]
-struct ScanState {
-    token: u64,
-    pending_only: bool,
-    next: u32,
-}
-
-/// Per-worker DHCPv6 failover state.
-#[derive(Debug)]
-pub(super) struct WorkerFailover6 {
-    pub(super) end: WorkerEnd6,
-    scan: Option<ScanState>,
-    resend: bool,
-}
-
-impl WorkerFailover6 {
-    pub(super) fn new(end: WorkerEnd6) -> Self {
-        Self {
-            end,
-            scan: None,
-            resend: false,
-        }
-    }
-}
 
 /// The partner lifetime to send for `l` (RFC 8156 §4.4): what the client will get at its next
 /// renewal, the subnet's valid lifetime from its last transaction on.
@@ -89,174 +61,99 @@ pub(super) fn apply6(
     Ok(upd)
 }
 
+impl Replicated for Lease6 {
+    type From = FromPartner6;
+    type To = ToPartner6;
+    type View = SharedView6;
+
+    fn update_pending(&self) -> bool {
+        self.update_pending
+    }
+
+    fn update(self, potential: u32) -> ToPartner6 {
+        ToPartner6::Update {
+            lease: self,
+            potential,
+        }
+    }
+
+    fn scanned(token: u64, leases: Vec<(Self, u32)>, done: bool) -> ToPartner6 {
+        ToPartner6::Scanned {
+            token,
+            leases,
+            done,
+        }
+    }
+
+    fn applied(token: u64, outcome: ApplyOutcome) -> ToPartner6 {
+        ToPartner6::Applied { token, outcome }
+    }
+
+    fn side(w: &Worker) -> Option<&WorkerFailover<Self>> {
+        w.failover6.as_ref()
+    }
+
+    fn side_mut(w: &mut Worker) -> Option<&mut WorkerFailover<Self>> {
+        w.failover6.as_mut()
+    }
+
+    fn potential(w: &Worker, l: &Self) -> u32 {
+        potential6(w.valid_of(l), l)
+    }
+
+    fn scan(w: &Worker, from: u32, max: usize, pending: bool, out: &mut Vec<Self>) -> Option<u32> {
+        w.store.shard6.scan(from, max, pending, out)
+    }
+
+    fn commit(w: &mut Worker, records: &[Self]) -> bool {
+        w.commit(&[], records)
+    }
+
+    fn handle(w: &mut Worker, m: FromPartner6, now: u32, served: &mut Served<Self>) {
+        match m {
+            FromPartner6::Acked {
+                kind,
+                addr,
+                client,
+                cltt,
+                potential,
+            } => {
+                w.store
+                    .shard6
+                    .partner_acked(kind, addr, &client, cltt, potential);
+            }
+            FromPartner6::Apply { token, lease } => {
+                let outcome = match apply6(&mut w.store.shard6, lease, now) {
+                    Ok(l) => {
+                        served.records.push(l);
+                        ApplyOutcome::Accepted
+                    }
+                    // RFC 8156 §5.6 codes fit a byte.
+                    Err(code) => ApplyOutcome::Rejected(code as u8),
+                };
+                served.applied.push((token, outcome));
+            }
+            FromPartner6::Hold { lease, until } => {
+                w.store.shard6.hold_offer(lease, until);
+            }
+            FromPartner6::Scan {
+                token,
+                pending_only,
+            } => {
+                if let Some(fo) = w.failover6.as_mut() {
+                    fo.request_scan(token, pending_only);
+                }
+            }
+        }
+    }
+}
+
 impl Worker {
     fn valid_of(&self, l: &Lease6) -> u32 {
         self.engine6
             .as_ref()
             .and_then(|e| e.subnets().iter().find(|s| s.id == l.subnet_id))
             .map_or(0, |s| s.valid)
-    }
-
-    /// Queue the committed DHCPv6 changes of a batch for the partner.
-    pub(super) fn queue_updates6(&mut self, changes: &[Lease6]) {
-        for l in changes.iter().filter(|l| l.update_pending) {
-            let potential = potential6(self.valid_of(l), l);
-            let Some(fo) = self.failover6.as_mut() else {
-                return;
-            };
-            if fo.resend {
-                return;
-            }
-            if fo
-                .end
-                .to
-                .try_send(ToPartner6::Update {
-                    lease: *l,
-                    potential,
-                })
-                .is_err()
-            {
-                fo.resend = true;
-                self.stats
-                    .partner_ring_full
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-
-    /// Serve the DHCPv6 partner thread's requests and continue a scan in progress.
-    pub(super) fn serve_partner6(&mut self) {
-        let Some(fo) = self.failover6.as_mut() else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        for _ in 0..PER_POLL {
-            match fo.end.from.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
-        if fo.resend && fo.scan.is_none() {
-            fo.scan = Some(ScanState {
-                token: 0,
-                pending_only: true,
-                next: 0,
-            });
-            fo.resend = false;
-        }
-        let mut applied: Vec<(u64, ApplyOutcome)> = Vec::new();
-        let mut records: Vec<Lease6> = Vec::new();
-        let now = unix_now();
-        for m in msgs {
-            match m {
-                FromPartner6::Acked {
-                    kind,
-                    addr,
-                    client,
-                    cltt,
-                    potential,
-                } => {
-                    self.store
-                        .shard6
-                        .partner_acked(kind, addr, &client, cltt, potential);
-                }
-                FromPartner6::Apply { token, lease } => {
-                    let outcome = match apply6(&mut self.store.shard6, lease, now) {
-                        Ok(l) => {
-                            records.push(l);
-                            ApplyOutcome::Accepted
-                        }
-                        // RFC 8156 §5.6 codes fit a byte.
-                        Err(code) => ApplyOutcome::Rejected(code as u8),
-                    };
-                    applied.push((token, outcome));
-                }
-                FromPartner6::Hold { lease, until } => {
-                    self.store.shard6.hold_offer(lease, until);
-                }
-                FromPartner6::Scan {
-                    token,
-                    pending_only,
-                } => {
-                    // An unsolicited resend (token 0) never cuts short a requested scan,
-                    // which ends with the partner's UPDDONE.
-                    if let Some(fo) = self.failover6.as_mut()
-                        && !(token == 0 && fo.scan.is_some_and(|s| s.token != 0))
-                    {
-                        fo.scan = Some(ScanState {
-                            token,
-                            pending_only,
-                            next: 0,
-                        });
-                    }
-                }
-            }
-        }
-        let durable = records.is_empty() || self.commit(&[], &records);
-        let Some(fo) = self.failover6.as_mut() else {
-            return;
-        };
-        for (token, outcome) in applied {
-            let outcome = if durable || !matches!(outcome, ApplyOutcome::Accepted) {
-                outcome
-            } else {
-                ApplyOutcome::NotDurable
-            };
-            let _ = fo.end.to.try_send(ToPartner6::Applied { token, outcome });
-        }
-        self.continue_scan6();
-    }
-
-    fn continue_scan6(&mut self) {
-        let Some(fo) = self.failover6.as_ref() else {
-            return;
-        };
-        let Some(sc) = fo.scan else {
-            return;
-        };
-        if fo.end.to.len() + 1 >= fo.end.to.capacity().unwrap_or(usize::MAX) {
-            return;
-        }
-        let mut out = Vec::with_capacity(SCAN_CHUNK);
-        let next = self
-            .store
-            .shard6
-            .scan(sc.next, SCAN_CHUNK, sc.pending_only, &mut out);
-        let leases: Vec<(Lease6, u32)> = out
-            .iter()
-            .map(|l| (*l, potential6(self.valid_of(l), l)))
-            .collect();
-        let done = next.is_none();
-        let Some(fo) = self.failover6.as_mut() else {
-            return;
-        };
-        if sc.token == 0 {
-            for (lease, potential) in leases {
-                if fo
-                    .end
-                    .to
-                    .try_send(ToPartner6::Update { lease, potential })
-                    .is_err()
-                {
-                    fo.resend = true;
-                    fo.scan = None;
-                    return;
-                }
-            }
-        } else if fo
-            .end
-            .to
-            .try_send(ToPartner6::Scanned {
-                token: sc.token,
-                leases,
-                done,
-            })
-            .is_err()
-        {
-            return;
-        }
-        fo.scan = next.map(|n| ScanState { next: n, ..sc });
     }
 }
 

@@ -254,6 +254,40 @@ impl FreeMap {
     /// region front to back O(1) per address. Returns `None` when the pool has no free
     /// address (or the id is unknown).
     pub fn take_free(&self, pool_id: u32, shard: usize, cursor: &mut u32) -> Option<Ipv4Addr> {
+        self.take_free_with(pool_id, shard, cursor, |w| self.bits.claim_any(w))
+    }
+
+    /// Like [`Self::take_free`], restricted to the free addresses of `share`.
+    pub fn take_free_in(
+        &self,
+        pool_id: u32,
+        shard: usize,
+        cursor: &mut u32,
+        from_share: Share,
+    ) -> Option<Ipv4Addr> {
+        let invert = match from_share {
+            Share::Any => return self.take_free(pool_id, shard, cursor),
+            Share::Free => true,
+            Share::Backup => false,
+        };
+        self.take_free_with(pool_id, shard, cursor, |w| {
+            let bk = self.backup[w].load(Ordering::Acquire);
+            let mask = if invert { !bk } else { bk };
+            self.bits.claim_masked(w, mask)
+        })
+    }
+
+    /// The search of [`Self::take_free`] and [`Self::take_free_in`]: `claim(w)` claims a bit
+    /// of candidate word `w` (any, or one of a share). Each caller gets its own copy of the
+    /// loop with its claim in place (one call site each: inlined).
+    #[inline]
+    fn take_free_with(
+        &self,
+        pool_id: u32,
+        shard: usize,
+        cursor: &mut u32,
+        claim: impl Fn(usize) -> Option<u32>,
+    ) -> Option<Ipv4Addr> {
         let i = self.index_of_id(pool_id)?;
         let l = &self.layout[i];
         let home = shard % self.shards;
@@ -272,52 +306,7 @@ impl FreeMap {
                     .bits
                     .next_candidate(l.first_word + next, l.first_word + b)
                 {
-                    if let Some(bit) = self.bits.claim_any(w) {
-                        l.free[r].0.fetch_sub(1, Ordering::Relaxed);
-                        let rel = w - l.first_word;
-                        *cursor = rel as u32;
-                        return Some(Ipv4Addr::from(l.start + (rel * WORD_BITS) as u32 + bit));
-                    }
-                    next = w - l.first_word + 1;
-                }
-            }
-        }
-        None
-    }
-
-    /// Like [`Self::take_free`], restricted to the free addresses of `share`.
-    pub fn take_free_in(
-        &self,
-        pool_id: u32,
-        shard: usize,
-        cursor: &mut u32,
-        from_share: Share,
-    ) -> Option<Ipv4Addr> {
-        let invert = match from_share {
-            Share::Any => return self.take_free(pool_id, shard, cursor),
-            Share::Free => true,
-            Share::Backup => false,
-        };
-        let i = self.index_of_id(pool_id)?;
-        let l = &self.layout[i];
-        let home = shard % self.shards;
-        let cur = *cursor as usize;
-        for k in 0..self.shards {
-            let r = (home + k) % self.shards;
-            let (lo, hi) = (l.bounds[r], l.bounds[r + 1]);
-            if lo == hi || l.free[r].0.load(Ordering::Relaxed) <= 0 {
-                continue;
-            }
-            let from = if (lo..hi).contains(&cur) { cur } else { lo };
-            for (a, b) in [(from, hi), (lo, from)] {
-                let mut next = a;
-                while let Some(w) = self
-                    .bits
-                    .next_candidate(l.first_word + next, l.first_word + b)
-                {
-                    let bk = self.backup[w].load(Ordering::Acquire);
-                    let mask = if invert { !bk } else { bk };
-                    if let Some(bit) = self.bits.claim_masked(w, mask) {
+                    if let Some(bit) = claim(w) {
                         l.free[r].0.fetch_sub(1, Ordering::Relaxed);
                         let rel = w - l.first_word;
                         *cursor = rel as u32;

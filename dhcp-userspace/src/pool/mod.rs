@@ -60,6 +60,32 @@ impl PoolRange {
     }
 }
 
+/// The scan of [`Shard::scan`] and [`v6::Shard6::scan`] over a table of `slots` record
+/// slots: append to `out` the records `take` gives (`None`: a slot to skip) from slot `from`
+/// on, up to `max` of them. Returns the slot to continue from, or `None` when the scan
+/// reached the end.
+fn scan_slots<L>(
+    slots: usize,
+    from: u32,
+    max: usize,
+    out: &mut Vec<L>,
+    take: impl Fn(u32) -> Option<L>,
+) -> Option<u32> {
+    let mut s = from as usize;
+    let mut taken = 0;
+    while s < slots {
+        if taken >= max {
+            return Some(s as u32);
+        }
+        if let Some(l) = take(s as u32) {
+            out.push(l);
+            taken += 1;
+        }
+        s += 1;
+    }
+    None
+}
+
 /// Errors building the pool structures.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PoolError {

@@ -361,21 +361,10 @@ impl Shard {
         pending_only: bool,
         out: &mut Vec<Lease4>,
     ) -> Option<u32> {
-        let slots = self.leases.slots();
-        let mut s = from as usize;
-        let mut taken = 0;
-        while s < slots {
-            if taken >= max {
-                return Some(s as u32);
-            }
-            let r = self.leases.rec(s as u32);
-            if r.is_live() && (!pending_only || r.update_pending()) {
-                out.push(self.leases.lease(s as u32));
-                taken += 1;
-            }
-            s += 1;
-        }
-        None
+        super::scan_slots(self.leases.slots(), from, max, out, |s| {
+            let r = self.leases.rec(s);
+            (r.is_live() && (!pending_only || r.update_pending())).then(|| self.leases.lease(s))
+        })
     }
 
     /// The partner acknowledged the update of `addr` for `client` sent with client last
@@ -536,6 +525,35 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.get_by_client(&a, 1), None);
         check(&s);
+    }
+
+    #[test]
+    fn scan_streams_live_records_a_chunk_at_a_time() {
+        let mut s = Shard::new(0, 1);
+        for k in 1..=10u8 {
+            let mut l = lease(ip(k), key(&[k, 0]), BindingState::Active, 100);
+            l.update_pending = k % 2 == 0;
+            s.upsert(l);
+        }
+        s.remove(ip(4));
+        let mut pending = Vec::new();
+        let mut next = Some(0);
+        while let Some(from) = next {
+            let before = pending.len();
+            next = s.scan(from, 2, true, &mut pending);
+            assert!(pending.len() - before <= 2);
+            assert!(next.is_none_or(|n| n > from));
+        }
+        let mut addrs: Vec<u8> = pending.iter().map(|l| l.addr.octets()[3]).collect();
+        addrs.sort_unstable();
+        assert_eq!(addrs, [2, 6, 8, 10]);
+        let mut all = Vec::new();
+        let next = s.scan(0, 5, false, &mut all);
+        assert_eq!(all.len(), 5);
+        assert!(next.is_some());
+        assert_eq!(s.scan(next.unwrap(), 100, false, &mut all), None);
+        assert_eq!(all.len(), 9);
+        assert_eq!(s.scan(0, 0, false, &mut Vec::new()), Some(0));
     }
 
     #[test]

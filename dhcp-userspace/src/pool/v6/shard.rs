@@ -473,21 +473,10 @@ impl Shard6 {
         pending_only: bool,
         out: &mut Vec<Lease6>,
     ) -> Option<u32> {
-        let slots = self.leases.slots();
-        let mut s = from as usize;
-        let mut taken = 0;
-        while s < slots {
-            if taken >= max {
-                return Some(s as u32);
-            }
-            let r = self.leases.rec(s as u32);
-            if r.is_live() && (!pending_only || r.update_pending()) {
-                out.push(self.leases.lease(s as u32));
-                taken += 1;
-            }
-            s += 1;
-        }
-        None
+        crate::pool::scan_slots(self.leases.slots(), from, max, out, |s| {
+            let r = self.leases.rec(s);
+            (r.is_live() && (!pending_only || r.update_pending())).then(|| self.leases.lease(s))
+        })
     }
 
     /// The partner acknowledged (BNDREPLY without error, RFC 8156 §7.6) the update of
