@@ -803,6 +803,8 @@ impl Partner {
         }
         let window = self.peer_max_unacked.max(1);
         let now = unix_now();
+        // One clock reading per burst.
+        let sent_at = Instant::now();
         while self.inflight.len() < window {
             let Some((lease, potential)) = self.outq.pop_front() else {
                 break;
@@ -822,7 +824,7 @@ impl Partner {
                 Inflight {
                     lease,
                     potential,
-                    sent: Instant::now(),
+                    sent: sent_at,
                 },
             );
         }

@@ -583,6 +583,8 @@ impl Partner6 {
             return;
         }
         let window = self.peer_max_unacked.max(1);
+        // One clock reading per burst.
+        let sent_at = Instant::now();
         while self.inflight.len() < window {
             let Some((lease, potential)) = self.outq.pop_front() else {
                 break;
@@ -601,7 +603,7 @@ impl Partner6 {
                 Inflight {
                     lease,
                     potential,
-                    sent: Instant::now(),
+                    sent: sent_at,
                 },
             );
         }

@@ -118,12 +118,13 @@ pub(super) fn fill_status<K, L>(s: &mut Status, p: &StatusParts<'_, K, L>) {
     s.connected = p.connected;
     s.unacked_updates = p.inflight.len();
     s.pending_updates = p.pending;
+    // One clock reading for the whole window.
     s.oldest_unacked_ms = p
         .inflight
         .values()
-        .map(|i| i.sent.elapsed().as_millis() as u64)
-        .max()
-        .unwrap_or(0);
+        .map(|i| i.sent)
+        .min()
+        .map_or(0, |t| t.elapsed().as_millis() as u64);
     s.last_contact = p.last_contact;
     s.pd_start = p.machine.pd_start();
     s.updates_sent = load(&p.counters.sent);
@@ -155,6 +156,9 @@ pub(super) trait Driver {
     async fn shutdown(self);
 }
 
+/// How often [`drive`] publishes the status snapshot.
+const STATUS_EVERY: Duration = Duration::from_millis(50);
+
 /// The partner thread's loop, until `stop` is set or the link is gone.
 pub(super) async fn drive<D: Driver>(
     mut d: D,
@@ -165,6 +169,7 @@ pub(super) async fn drive<D: Driver>(
     let mut tick = tokio::time::interval(D::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_second = Instant::now();
+    let mut last_status = Instant::now();
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -181,11 +186,18 @@ pub(super) async fn drive<D: Driver>(
                     break;
                 }
                 d.tick();
-                if last_second.elapsed() >= Duration::from_secs(1) {
-                    last_second = Instant::now();
+                let now = Instant::now();
+                if now.duration_since(last_second) >= Duration::from_secs(1) {
+                    last_second = now;
                     d.every_second();
                 }
-                d.update_status();
+                // The snapshot for the API and metrics walks the in-flight window: a few
+                // times a second is fresh enough, every tick would cost more than the
+                // updates themselves.
+                if now.duration_since(last_status) >= STATUS_EVERY {
+                    last_status = now;
+                    d.update_status();
+                }
             }
         }
     }
