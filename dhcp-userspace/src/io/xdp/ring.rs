@@ -491,12 +491,14 @@ mod loom_tests {
         }
     }
 
+    /// The producer end of a model ring of descriptors.
+    type ModelProd = ProdRing<u64, Arc<Heap<u64>>>;
+    /// The consumer end of a model ring of descriptors.
+    type ModelCons = ConsRing<u64, Arc<Heap<u64>>>;
+
     /// The two ends of a ring of `size` slots (initialised to `u64::MAX`, never sent) whose
     /// indexes start at `start`.
-    fn ring(
-        size: u32,
-        start: u32,
-    ) -> (ProdRing<u64, Arc<Heap<u64>>>, ConsRing<u64, Arc<Heap<u64>>>) {
+    fn ring(size: u32, start: u32) -> (ModelProd, ModelCons) {
         assert!(size.is_power_of_two());
         let heap = Arc::new(Heap {
             producer: LoomU32::new(start),
