@@ -1,9 +1,17 @@
 //! What the workers and the partner thread say to each other: bounded rings of these
 //! messages, never waited on by a worker (draft-ietf-dhc-failover-12 §3.1.3: the partner
 //! protocol adds no delay to a reply).
+//!
+//! [`SharedView`] is one `AtomicU64` (release store, acquire load); with
+//! `RUSTFLAGS="--cfg twinlease_loom"` it is loom's, and the `loom_tests` module model-checks
+//! its publication:
+//! `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg twinlease_loom" cargo test -p dhcp-userspace --lib failover::channel::loom_tests`.
 
+#[cfg(twinlease_loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+#[cfg(not(twinlease_loom))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -229,5 +237,98 @@ impl SharedView {
     #[must_use]
     pub fn mclt(&self) -> u32 {
         self.mclt
+    }
+}
+
+/// Model check of the view's publication with `RUSTFLAGS="--cfg twinlease_loom"` (command in
+/// the module documentation).
+///
+/// The settings beside the word (MCLT, bucket split) are fixed before the view is shared, and
+/// no other data is published through the word: the FREE/BACKUP split the share refers to is
+/// a set of atomic words of its own (`pool::FreeMap`), loaded before the partner thread and
+/// the workers start and changed afterwards by binding updates that do not wait for a view
+/// change. So the model checks the word alone: every load is exactly one published view,
+/// a worker never goes back to an older one, and the last one is seen once the publisher is
+/// joined.
+#[cfg(all(test, twinlease_loom))]
+mod loom_tests {
+    use super::*;
+    use crate::failover::lb::Buckets;
+    use crate::failover::state::Role;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One view the partner thread publishes: the arguments of [`SharedView::publish`].
+    type Published = (bool, bool, bool, Share, bool);
+
+    /// STARTUP (nothing), NORMAL (respond, serve new clients, allocate from FREE, load
+    /// balancing), PARTNER-DOWN (respond, allocate from any share, no load balancing).
+    const VIEWS: [Published; 3] = [
+        (false, false, false, Share::Free, false),
+        (true, true, true, Share::Free, true),
+        (true, true, true, Share::Any, false),
+    ];
+
+    fn lb() -> LoadBalance {
+        LoadBalance {
+            buckets: Buckets::split(128, Role::Primary),
+            max_secs: 7,
+        }
+    }
+
+    /// What [`SharedView::load`] must return for a published view.
+    fn expected((respond, serve_new, allocate, share, load_balance): Published) -> FailoverView {
+        FailoverView {
+            enabled: true,
+            respond,
+            serve_new,
+            allocate,
+            share,
+            mclt: 30,
+            lb: load_balance.then_some(lb()),
+        }
+    }
+
+    /// The partner thread publishes STARTUP → NORMAL → PARTNER-DOWN while a worker loads the
+    /// view three times: each load is exactly one of the published views (the initial one
+    /// included), never a mix of two, in publication order; after the join the last is seen.
+    #[test]
+    fn worker_sees_whole_views_in_order() {
+        loom::model(|| {
+            let view = Arc::new(SharedView::new(30, lb()));
+            // `new` serves nobody (STARTUP before the partner thread's first publication).
+            let initial = view.load();
+            assert!(!initial.respond && !initial.serve_new && !initial.allocate);
+            // Every view a load may return, in publication order.
+            let mut order = vec![initial];
+            order.extend(VIEWS.map(expected));
+            let partner = {
+                let view = Arc::clone(&view);
+                thread::spawn(move || {
+                    for (respond, serve_new, allocate, share, load_balance) in VIEWS {
+                        view.publish(respond, serve_new, allocate, share, load_balance);
+                    }
+                })
+            };
+            let worker = {
+                let view = Arc::clone(&view);
+                thread::spawn(move || {
+                    let mut last = 0;
+                    for _ in 0..3 {
+                        let seen = view.load();
+                        let at = order
+                            .iter()
+                            .position(|&v| v == seen)
+                            .unwrap_or_else(|| panic!("a view never published: {seen:?}"));
+                        // Coherence of the one word: never an older view after a newer one.
+                        assert!(at >= last, "view went back from {last} to {at}");
+                        last = at;
+                    }
+                })
+            };
+            partner.join().unwrap();
+            worker.join().unwrap();
+            assert_eq!(view.load(), expected(VIEWS[2]));
+        });
     }
 }

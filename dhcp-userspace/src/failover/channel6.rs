@@ -1,9 +1,17 @@
 //! What the workers and the DHCPv6 partner thread (RFC 8156) say to each other: bounded rings
 //! like [`super::channel`]'s, carrying [`Lease6`] records, and the published
 //! [`FailoverView6`]. A worker never waits on them.
+//!
+//! [`SharedView6`] is one `AtomicU64` (release store, acquire load); with
+//! `RUSTFLAGS="--cfg twinlease_loom"` it is loom's, and the `loom_tests` module model-checks
+//! its publication:
+//! `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg twinlease_loom" cargo test -p dhcp-userspace --lib failover::channel6::loom_tests`.
 
+#[cfg(twinlease_loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
+#[cfg(not(twinlease_loom))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -198,7 +206,7 @@ impl SharedView6 {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(twinlease_loom)))]
 mod tests {
     use super::*;
 
@@ -216,5 +224,81 @@ mod tests {
         assert_eq!(v.load().share, Share6::Any);
         let p = SharedView6::new(30, true, 70);
         assert_eq!(p.load().share, Share6::Primary { address_share: 70 });
+    }
+}
+
+/// Model check of the view's publication with `RUSTFLAGS="--cfg twinlease_loom"` (command in
+/// the module documentation). As for [`super::channel::SharedView`], nothing but the word is
+/// published through it (the role and the address share are fixed before it is shared), so
+/// the model checks the word alone.
+#[cfg(all(test, twinlease_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One view the partner thread publishes: the arguments of [`SharedView6::publish`].
+    type Published = (bool, bool, bool);
+
+    /// STARTUP (nothing), NORMAL (respond, allocate from the own share), PARTNER-DOWN after
+    /// the MCLT (respond, allocate from any share).
+    const VIEWS: [Published; 3] = [
+        (false, false, false),
+        (true, true, false),
+        (true, true, true),
+    ];
+
+    /// What [`SharedView6::load`] must return for a published view of the secondary.
+    fn expected((respond, allocate, any_share): Published) -> FailoverView6 {
+        FailoverView6 {
+            enabled: true,
+            respond,
+            allocate,
+            share: if any_share {
+                Share6::Any
+            } else {
+                Share6::Secondary { address_share: 70 }
+            },
+            mclt: 30,
+        }
+    }
+
+    /// The partner thread publishes STARTUP → NORMAL → PARTNER-DOWN while a worker loads the
+    /// view three times: each load is exactly one of the views (the initial one included),
+    /// never a mix of two, in publication order; after the join the last one is seen.
+    #[test]
+    fn worker_sees_whole_views_in_order() {
+        loom::model(|| {
+            let view = Arc::new(SharedView6::new(30, false, 70));
+            // `new` serves nobody: the STARTUP view.
+            assert_eq!(view.load(), expected(VIEWS[0]));
+            let partner = {
+                let view = Arc::clone(&view);
+                thread::spawn(move || {
+                    for (respond, allocate, any_share) in VIEWS {
+                        view.publish(respond, allocate, any_share);
+                    }
+                })
+            };
+            let worker = {
+                let view = Arc::clone(&view);
+                thread::spawn(move || {
+                    let mut last = 0;
+                    for _ in 0..3 {
+                        let seen = view.load();
+                        let at = VIEWS
+                            .iter()
+                            .position(|&v| expected(v) == seen)
+                            .unwrap_or_else(|| panic!("a view never published: {seen:?}"));
+                        // Coherence of the one word: never an older view after a newer one.
+                        assert!(at >= last, "view went back from {last} to {at}");
+                        last = at;
+                    }
+                })
+            };
+            partner.join().unwrap();
+            worker.join().unwrap();
+            assert_eq!(view.load(), expected(VIEWS[2]));
+        });
     }
 }

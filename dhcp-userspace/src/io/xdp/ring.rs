@@ -10,6 +10,16 @@
 //! descriptors (`af_xdp.rst`: the rings follow the kernel's `smp_load_acquire`/`smp_store_release`
 //! protocol). Both sides keep cached copies of the other's index and refresh them only when the
 //! cached view does not satisfy a request, so a batch costs one or two atomic operations.
+//!
+//! The protocol code ([`ProdRing`], [`ConsRing`]) reaches the ring's memory through the
+//! [`RingMemory`] trait, statically dispatched: outside the loom model tests its only
+//! implementation is the mapping [`Raw`], with std atomics and volatile descriptor accesses,
+//! so the production build compiles to what direct calls would. The `loom_tests` module
+//! (built with `RUSTFLAGS="--cfg twinlease_loom"`) runs the same protocol code over heap
+//! memory with loom atomics for the indexes and loom cells for the descriptor slots, a
+//! producer ring and a consumer ring sharing it (the second standing for the kernel, which
+//! follows the same protocol):
+//! `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg twinlease_loom" cargo test -p dhcp-userspace --lib io::xdp::ring::loom_tests`.
 
 use std::io;
 use std::marker::PhantomData;
@@ -70,8 +80,58 @@ impl Drop for Mapping {
     }
 }
 
+/// Load and store of a ring's 32-bit words (producer index, consumer index, flags).
+pub(crate) trait IndexWord {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u32;
+    /// Atomic store.
+    fn store(&self, value: u32, order: Ordering);
+}
+
+impl IndexWord for AtomicU32 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u32 {
+        AtomicU32::load(self, order)
+    }
+
+    #[inline]
+    fn store(&self, value: u32, order: Ordering) {
+        AtomicU32::store(self, value, order);
+    }
+}
+
+/// The memory of one ring as the protocol code sees it: its three words and its descriptor
+/// slots. Implemented by [`Raw`] (the kernel's mapping) and, in the loom model tests, by heap
+/// memory with loom atomics and cells.
+pub(crate) trait RingMemory<T> {
+    /// The type of the producer, consumer and flags words.
+    type Word: IndexWord;
+    /// The producer index.
+    fn producer(&self) -> &Self::Word;
+    /// The consumer index.
+    fn consumer(&self) -> &Self::Word;
+    /// The flags word.
+    fn flags(&self) -> &Self::Word;
+    /// Entries in the ring (a power of two).
+    fn size(&self) -> u32;
+    /// Write the slot of free-running index `index`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the producer and the slot is its own: at or after its producer index
+    /// and before the consumer index it last read (acquire) plus the size.
+    unsafe fn write(&self, index: u32, item: T);
+    /// Read the slot of free-running index `index`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the consumer and the slot is published to it: at or after its consumer
+    /// index and before the producer index it last read (acquire).
+    unsafe fn read(&self, index: u32) -> T;
+}
+
 /// The raw view of a mapped ring shared by both ring kinds.
-struct Raw<T> {
+pub(crate) struct Raw<T> {
     producer: NonNull<AtomicU32>,
     consumer: NonNull<AtomicU32>,
     flags: NonNull<AtomicU32>,
@@ -151,22 +211,6 @@ impl<T: Copy> Raw<T> {
         })
     }
 
-    fn producer(&self) -> &AtomicU32 {
-        // Safety: the pointer is inside the live mapping, 4-aligned (checked in map), and the
-        // kernel only accesses the word atomically.
-        unsafe { self.producer.as_ref() }
-    }
-
-    fn consumer(&self) -> &AtomicU32 {
-        // Safety: as for producer().
-        unsafe { self.consumer.as_ref() }
-    }
-
-    fn flags(&self) -> &AtomicU32 {
-        // Safety: as for producer().
-        unsafe { self.flags.as_ref() }
-    }
-
     fn slot(&self, index: u32) -> *mut T {
         // Safety: index & mask < size, and the descriptor array of `size` entries lies inside
         // the mapping (checked in map).
@@ -174,13 +218,56 @@ impl<T: Copy> Raw<T> {
     }
 }
 
+impl<T: Copy> RingMemory<T> for Raw<T> {
+    type Word = AtomicU32;
+
+    #[inline]
+    fn producer(&self) -> &AtomicU32 {
+        // Safety: the pointer is inside the live mapping, 4-aligned (checked in map), and the
+        // kernel only accesses the word atomically.
+        unsafe { self.producer.as_ref() }
+    }
+
+    #[inline]
+    fn consumer(&self) -> &AtomicU32 {
+        // Safety: as for producer().
+        unsafe { self.consumer.as_ref() }
+    }
+
+    #[inline]
+    fn flags(&self) -> &AtomicU32 {
+        // Safety: as for producer().
+        unsafe { self.flags.as_ref() }
+    }
+
+    #[inline]
+    fn size(&self) -> u32 {
+        self.size
+    }
+
+    #[inline]
+    unsafe fn write(&self, index: u32, item: T) {
+        // Safety: slot() points inside the descriptor array; the slot is ours (the caller's
+        // contract), so the kernel does not read it concurrently.
+        unsafe { self.slot(index).write_volatile(item) }
+    }
+
+    #[inline]
+    unsafe fn read(&self, index: u32) -> T {
+        // Safety: slot() points inside the descriptor array; the slot was published by the
+        // kernel and is not reused by it until we release it (the caller's contract).
+        unsafe { self.slot(index).read_volatile() }
+    }
+}
+
 /// A ring we produce into (fill, TX).
-pub(crate) struct ProdRing<T> {
-    raw: Raw<T>,
+pub(crate) struct ProdRing<T, M = Raw<T>> {
+    raw: M,
     /// Our producer index (published with [`Self::submit`]).
     cached_prod: u32,
     /// The kernel's consumer index plus the ring size: the first index we may not write.
     cached_end: u32,
+    _t: PhantomData<T>,
 }
 
 impl<T: Copy> ProdRing<T> {
@@ -192,14 +279,24 @@ impl<T: Copy> ProdRing<T> {
         off: RingOffsets,
         size: u32,
     ) -> Result<Self, RingError> {
-        let raw = Raw::<T>::map(fd, ring, pgoff, off, size)?;
+        Raw::<T>::map(fd, ring, pgoff, off, size).map(Self::over)
+    }
+}
+
+impl<T: Copy, M: RingMemory<T>> ProdRing<T, M> {
+    /// The producer side of the ring in `raw`.
+    fn over(raw: M) -> Self {
         let cached_prod = raw.producer().load(Ordering::Relaxed);
-        let cached_end = raw.consumer().load(Ordering::Acquire).wrapping_add(size);
-        Ok(Self {
+        let cached_end = raw
+            .consumer()
+            .load(Ordering::Acquire)
+            .wrapping_add(raw.size());
+        Self {
             raw,
             cached_prod,
             cached_end,
-        })
+            _t: PhantomData,
+        }
     }
 
     /// How many slots (at most `want`) may be written now. The kernel's consumer index is
@@ -212,7 +309,7 @@ impl<T: Copy> ProdRing<T> {
                 .raw
                 .consumer()
                 .load(Ordering::Acquire)
-                .wrapping_add(self.raw.size);
+                .wrapping_add(self.raw.size());
             free = self.cached_end.wrapping_sub(self.cached_prod);
         }
         free.min(want)
@@ -222,14 +319,9 @@ impl<T: Copy> ProdRing<T> {
     /// [`Self::reserve`] answer.
     pub(crate) fn write(&mut self, i: u32, item: T) {
         debug_assert!(i < self.cached_end.wrapping_sub(self.cached_prod));
-        // Safety: slot() points inside the descriptor array; the slot is ours (between our
-        // producer index and the kernel's consumer index plus size), so the kernel does not
-        // read it concurrently.
-        unsafe {
-            self.raw
-                .slot(self.cached_prod.wrapping_add(i))
-                .write_volatile(item);
-        }
+        // Safety: the slot is ours: `i` is below the last reserve() answer, so the slot lies
+        // between our producer index and the kernel's consumer index (acquired) plus size.
+        unsafe { self.raw.write(self.cached_prod.wrapping_add(i), item) }
     }
 
     /// Publish `n` written slots: release store of the producer index, so the kernel sees the
@@ -251,17 +343,18 @@ impl<T: Copy> ProdRing<T> {
     pub(crate) fn pending(&self) -> u32 {
         self.cached_prod
             .wrapping_sub(self.raw.consumer().load(Ordering::Acquire))
-            .min(self.raw.size)
+            .min(self.raw.size())
     }
 }
 
 /// A ring we consume from (RX, completion).
-pub(crate) struct ConsRing<T> {
-    raw: Raw<T>,
+pub(crate) struct ConsRing<T, M = Raw<T>> {
+    raw: M,
     /// The kernel's producer index as last read.
     cached_prod: u32,
     /// Our consumer index (published with [`Self::release`]).
     cached_cons: u32,
+    _t: PhantomData<T>,
 }
 
 impl<T: Copy> ConsRing<T> {
@@ -273,14 +366,21 @@ impl<T: Copy> ConsRing<T> {
         off: RingOffsets,
         size: u32,
     ) -> Result<Self, RingError> {
-        let raw = Raw::<T>::map(fd, ring, pgoff, off, size)?;
+        Raw::<T>::map(fd, ring, pgoff, off, size).map(Self::over)
+    }
+}
+
+impl<T: Copy, M: RingMemory<T>> ConsRing<T, M> {
+    /// The consumer side of the ring in `raw`.
+    fn over(raw: M) -> Self {
         let cached_cons = raw.consumer().load(Ordering::Relaxed);
         let cached_prod = raw.producer().load(Ordering::Acquire);
-        Ok(Self {
+        Self {
             raw,
             cached_prod,
             cached_cons,
-        })
+            _t: PhantomData,
+        }
     }
 
     /// How many filled slots (at most `want`) may be read now. The kernel's producer index is
@@ -299,14 +399,9 @@ impl<T: Copy> ConsRing<T> {
     /// [`Self::peek`] answer.
     pub(crate) fn read(&self, i: u32) -> T {
         debug_assert!(i < self.cached_prod.wrapping_sub(self.cached_cons));
-        // Safety: slot() points inside the descriptor array; the slot was published by the
-        // kernel (below its producer index, read with acquire) and is not reused by it until we
-        // release it.
-        unsafe {
-            self.raw
-                .slot(self.cached_cons.wrapping_add(i))
-                .read_volatile()
-        }
+        // Safety: the slot is published to us: `i` is below the last peek() answer, so the
+        // slot lies between our consumer index and the kernel's producer index (acquired).
+        unsafe { self.raw.read(self.cached_cons.wrapping_add(i)) }
     }
 
     /// Hand `n` read slots back: release store of the consumer index, after our reads.
@@ -315,5 +410,178 @@ impl<T: Copy> ConsRing<T> {
         self.raw
             .consumer()
             .store(self.cached_cons, Ordering::Release);
+    }
+}
+
+/// Model check of the ring protocol with `RUSTFLAGS="--cfg twinlease_loom"` (command in the
+/// module documentation).
+///
+/// A producer ring and a consumer ring share one heap ring (the kernel's side of a real ring
+/// follows the same protocol, so one of them stands for it). The indexes and the flags word
+/// are loom atomics, each descriptor slot a loom cell: loom fails the model if a slot is read
+/// without its write happening before (through the release store of the producer index and
+/// the acquire load that sees it), or written again while a read of it is not ordered before
+/// (through the consumer index), besides the assertions on the values.
+///
+/// Not checked here: the kernel's own implementation of its side, the page layout of the
+/// mapping (offsets and alignment, checked at run time by `Raw::map`), and the flags word's
+/// wakeup protocol (read relaxed, as a hint only).
+#[cfg(all(test, twinlease_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicU32 as LoomU32;
+    use loom::thread;
+
+    impl IndexWord for LoomU32 {
+        fn load(&self, order: Ordering) -> u32 {
+            LoomU32::load(self, order)
+        }
+
+        fn store(&self, value: u32, order: Ordering) {
+            LoomU32::store(self, value, order);
+        }
+    }
+
+    /// The memory of one ring on the heap, shared by its two ends.
+    struct Heap<T> {
+        producer: LoomU32,
+        consumer: LoomU32,
+        flags: LoomU32,
+        slots: Box<[UnsafeCell<T>]>,
+    }
+
+    // Safety: the slots are shared by the two ends of the ring the way the kernel's mapping
+    // is, each slot accessed by one end at a time under the ring protocol; loom's cells check
+    // exactly that in every execution of the model.
+    unsafe impl<T: Send> Sync for Heap<T> {}
+
+    impl<T: Copy> RingMemory<T> for Arc<Heap<T>> {
+        type Word = LoomU32;
+
+        fn producer(&self) -> &LoomU32 {
+            &self.producer
+        }
+
+        fn consumer(&self) -> &LoomU32 {
+            &self.consumer
+        }
+
+        fn flags(&self) -> &LoomU32 {
+            &self.flags
+        }
+
+        fn size(&self) -> u32 {
+            u32::try_from(self.slots.len()).expect("a model ring is small")
+        }
+
+        unsafe fn write(&self, index: u32, item: T) {
+            let slot = &self.slots[(index & (self.size() - 1)) as usize];
+            // Safety: the caller owns the slot (the contract of `RingMemory::write`); the
+            // pointer is the cell's own, valid for a write of `T`.
+            slot.with_mut(|p| unsafe { p.write(item) });
+        }
+
+        unsafe fn read(&self, index: u32) -> T {
+            let slot = &self.slots[(index & (self.size() - 1)) as usize];
+            // Safety: the slot is published to the caller (the contract of
+            // `RingMemory::read`) and was written before, so it holds an initialised `T`.
+            slot.with(|p| unsafe { p.read() })
+        }
+    }
+
+    /// The producer end of a model ring of descriptors.
+    type ModelProd = ProdRing<u64, Arc<Heap<u64>>>;
+    /// The consumer end of a model ring of descriptors.
+    type ModelCons = ConsRing<u64, Arc<Heap<u64>>>;
+
+    /// The two ends of a ring of `size` slots (initialised to `u64::MAX`, never sent) whose
+    /// indexes start at `start`.
+    fn ring(size: u32, start: u32) -> (ModelProd, ModelCons) {
+        assert!(size.is_power_of_two());
+        let heap = Arc::new(Heap {
+            producer: LoomU32::new(start),
+            consumer: LoomU32::new(start),
+            flags: LoomU32::new(0),
+            slots: (0..size).map(|_| UnsafeCell::new(u64::MAX)).collect(),
+        });
+        (ProdRing::over(Arc::clone(&heap)), ConsRing::over(heap))
+    }
+
+    /// A ring end moved to its own loom thread.
+    struct Owned<R>(R);
+
+    // Safety: each ring end is used by one thread only (it moves there whole); what it shares
+    // with the other end is the `Heap`, whose words are atomics and whose slots are checked by
+    // loom.
+    unsafe impl<R> Send for Owned<R> {}
+
+    /// The producer sends `0..n` in batches of at most `batch` while the consumer takes
+    /// batches of at most `batch`; both spin (yielding) when the ring is full or empty. The
+    /// consumer gets everything once, in order, and the ring ends empty.
+    fn transfer(size: u32, start: u32, n: u64, batch: u32) {
+        let (prod, cons) = ring(size, start);
+        let prod = Owned(prod);
+        let producer = thread::spawn(move || {
+            let Owned(mut p) = prod;
+            let mut next = 0u64;
+            while next < n {
+                let want = u32::try_from((n - next).min(u64::from(batch))).unwrap();
+                let got = p.reserve(want);
+                assert!(got <= want);
+                if got == 0 {
+                    thread::yield_now();
+                    continue;
+                }
+                for i in 0..got {
+                    p.write(i, next + u64::from(i));
+                }
+                p.submit(got);
+                next += u64::from(got);
+                assert!(p.pending() <= size);
+            }
+            assert!(!p.needs_wakeup());
+            Owned(p)
+        });
+        let cons = Owned(cons);
+        let consumer = thread::spawn(move || {
+            let Owned(mut c) = cons;
+            let mut seen = Vec::new();
+            while (seen.len() as u64) < n {
+                let got = c.peek(batch);
+                if got == 0 {
+                    thread::yield_now();
+                    continue;
+                }
+                for i in 0..got {
+                    seen.push(c.read(i));
+                }
+                c.release(got);
+            }
+            (seen, Owned(c))
+        });
+        let Owned(p) = producer.join().unwrap();
+        let (seen, Owned(mut c)) = consumer.join().unwrap();
+        // FIFO, no loss, no duplicate: exactly `0..n`, in order (a slot overwritten before
+        // its read would show here too, besides failing loom's cell check).
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        assert_eq!(p.pending(), 0, "everything sent was consumed");
+        assert_eq!(c.peek(1), 0, "nothing left to read");
+    }
+
+    /// Four descriptors through a ring of two slots in batches of two: each slot is written
+    /// again after its first read, so the producer must wait for the consumer's release.
+    #[test]
+    fn two_slots_batches_of_two() {
+        loom::model(|| transfer(2, 0, 4, 2));
+    }
+
+    /// Four descriptors through a ring of four slots in batches of up to three, the indexes
+    /// starting two before `u32::MAX`: the free-running counters wrap during the transfer and
+    /// batches straddle the end of the slot array.
+    #[test]
+    fn four_slots_indexes_wrap() {
+        loom::model(|| transfer(4, u32::MAX - 1, 4, 3));
     }
 }
