@@ -4,17 +4,33 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::Checker;
-use super::relationship::{self, Family, raw_section};
+use super::relationship::{self, Family, impl_take_shared};
 use crate::config::model::Failover;
 
-raw_section! {
-    /// `[failover]` as written.
-    RawFailover {
-        load_balance_split: Option<u16>,
-        load_balance_max_seconds: Option<u16>,
-        max_lease_misbalance: Option<u8>,
-    }
+/// `[failover]` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub(super) struct RawFailover {
+    name: Option<String>,
+    role: Option<String>,
+    address: Option<String>,
+    port: Option<u16>,
+    peer_address: Option<String>,
+    peer_port: Option<u16>,
+    mclt: Option<u32>,
+    max_response_delay: Option<u32>,
+    max_unacked_updates: Option<u32>,
+    load_balance_split: Option<u16>,
+    load_balance_max_seconds: Option<u16>,
+    max_lease_misbalance: Option<u8>,
+    auto_partner_down: Option<u32>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
+    tls_peer_name: Option<String>,
 }
+
+impl_take_shared!(RawFailover);
 
 /// A unicast IPv4 address for `field`.
 fn unicast4(c: &mut Checker<'_>, field: &str, text: &str) -> Option<Ipv4Addr> {

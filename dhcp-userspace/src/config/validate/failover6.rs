@@ -4,15 +4,31 @@
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use super::Checker;
-use super::relationship::{self, Family, raw_section};
+use super::relationship::{self, Family, impl_take_shared};
 use crate::config::model::Failover6;
 
-raw_section! {
-    /// `[failover6]` as written.
-    RawFailover6 {
-        address_share: Option<u8>,
-    }
+/// `[failover6]` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub(super) struct RawFailover6 {
+    name: Option<String>,
+    role: Option<String>,
+    address: Option<String>,
+    port: Option<u16>,
+    peer_address: Option<String>,
+    peer_port: Option<u16>,
+    mclt: Option<u32>,
+    max_response_delay: Option<u32>,
+    max_unacked_updates: Option<u32>,
+    address_share: Option<u8>,
+    auto_partner_down: Option<u32>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
+    tls_peer_name: Option<String>,
 }
+
+impl_take_shared!(RawFailover6);
 
 /// A unicast IPv6 address for `field`.
 fn unicast6(c: &mut Checker<'_>, field: &str, text: &str) -> Option<Ipv6Addr> {

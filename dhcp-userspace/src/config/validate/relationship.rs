@@ -13,33 +13,15 @@ use crate::config::model::{Failover, FailoverRole, FailoverTls};
 /// printable.
 const MAX_NAME: usize = 64;
 
-/// Declares a failover section as written: the settings every relationship has, with the
-/// section's own keys (`$field`) after `max-unacked-updates` (serde lists the expected keys
-/// in this order when one is unknown), and `take_shared`, which takes the common ones out
-/// as a [`RawRelationship`].
-macro_rules! raw_section {
-    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Default, serde::Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-        pub(super) struct $name {
-            name: Option<String>,
-            role: Option<String>,
-            address: Option<String>,
-            port: Option<u16>,
-            peer_address: Option<String>,
-            peer_port: Option<u16>,
-            mclt: Option<u32>,
-            max_response_delay: Option<u32>,
-            max_unacked_updates: Option<u32>,
-            $($field: $ty,)*
-            auto_partner_down: Option<u32>,
-            tls_cert: Option<String>,
-            tls_key: Option<String>,
-            tls_ca: Option<String>,
-            tls_peer_name: Option<String>,
-        }
-
+/// Implements `take_shared` for a failover section as written (`RawFailover`,
+/// `RawFailover6`): takes the settings every relationship has out as a
+/// [`RawRelationship`] (the section's own keys stay). The sections themselves are written
+/// out as plain structs (tests/docs.rs reads their fields from the source), with the shared
+/// keys in the same order: name … max-unacked-updates, the section's own keys, then
+/// auto-partner-down and the TLS keys (serde lists the expected keys in this order when one
+/// is unknown).
+macro_rules! impl_take_shared {
+    ($name:ident) => {
         impl $name {
             /// The settings every relationship has, taken out of the section (its own
             /// keys stay).
@@ -64,7 +46,7 @@ macro_rules! raw_section {
         }
     };
 }
-pub(super) use raw_section;
+pub(super) use impl_take_shared;
 
 /// The settings every failover relationship has, as written.
 #[derive(Debug)]
