@@ -9,6 +9,15 @@
 //! - everything else, including IPv4/IPv6 fragments and truncated or inconsistent frames,
 //!   is passed to the kernel untouched.
 //!
+//! Load shedding (reboot storms): the queue loops write a shed level per queue into `SHED`
+//! (see [`MAX_SHED_LEVEL`]). A DHCP frame from a client that holds a lease is always
+//! redirected: DHCPv4 with `ciaddr` non-zero (RENEWING/REBINDING REQUEST, RELEASE, INFORM:
+//! RFC 2131 §4.3.2, §4.4.6), DHCPv6 CONFIRM, RENEW, REBIND, RELEASE or DECLINE (RFC 8415
+//! §18.2), also as the message of a RELAY-FORW whose first option is the Relay Message
+//! (§9); any other RELAY-FORW (nested relays, other options first) is kept too, since its
+//! inner type is not read. Every other DHCP frame is dropped with probability
+//! `level / SHED_STEPS` and counted in `shed`.
+//!
 //! Each frame increments exactly one field of the queue's [`XdpCounters`] (per CPU).
 //!
 //! Every packet read goes through [`Frame::bytes`], which compares the end of the read with
@@ -19,12 +28,15 @@
 
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
+    helpers::bpf_get_prandom_u32,
     helpers::generated::bpf_xdp_load_bytes,
     macros::{map, xdp},
-    maps::{PerCpuArray, XskMap},
+    maps::{Array, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use dhcp_ebpf_common::{DHCPV4_SERVER_PORT, DHCPV6_SERVER_PORT, MAX_QUEUES, XdpCounters};
+use dhcp_ebpf_common::{
+    DHCPV4_SERVER_PORT, DHCPV6_SERVER_PORT, MAX_QUEUES, MAX_SHED_LEVEL, SHED_STEPS, XdpCounters,
+};
 
 /// One AF_XDP socket per receive queue, registered by the loader.
 #[map]
@@ -33,6 +45,10 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 /// The per-queue, per-CPU counters read by the loader.
 #[map]
 static COUNTERS: PerCpuArray<XdpCounters> = PerCpuArray::with_max_entries(MAX_QUEUES, 0);
+
+/// The shed level of each queue, written by the queue loops (0: nothing shed).
+#[map]
+static SHED: Array<u32> = Array::with_max_entries(MAX_QUEUES, 0);
 
 /// Ethernet header: destination, source, EtherType (IEEE 802.3 §3.1.1).
 const ETH_HLEN: usize = 14;
@@ -64,14 +80,29 @@ const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_DSTOPTS: u8 = 60;
 /// UDP header (RFC 768).
 const UDP_HLEN: usize = 8;
+/// `ciaddr` in the BOOTP/DHCPv4 header after UDP (RFC 2131 §2, Table 1: bytes 12..16).
+const DHCPV4_CIADDR: usize = 12;
+/// DHCPv6 message types (RFC 8415 §7.3) kept under shedding: CONFIRM, RENEW, REBIND,
+/// RELEASE, DECLINE.
+const DHCPV6_CONFIRM: u8 = 4;
+const DHCPV6_RENEW: u8 = 5;
+const DHCPV6_REBIND: u8 = 6;
+const DHCPV6_RELEASE: u8 = 8;
+const DHCPV6_DECLINE: u8 = 9;
+/// RELAY-FORW (RFC 8415 §7.3) and its fixed header: type, hop count, link and peer address
+/// (§9.1), then the options.
+const DHCPV6_RELAY_FORW: u8 = 12;
+const DHCPV6_RELAY_HLEN: usize = 34;
+/// `OPTION_RELAY_MSG` (RFC 8415 §21.10).
+const DHCPV6_OPTION_RELAY_MSG: u16 = 9;
 
 /// What the parser found.
 #[derive(Clone, Copy)]
 enum Verdict {
-    /// UDP to the DHCPv4 server port over IPv4.
-    DhcpV4,
-    /// UDP to the DHCPv6 server port over IPv6.
-    DhcpV6,
+    /// UDP to the DHCPv4 server port over IPv4; `priority` when `ciaddr` is set.
+    DhcpV4 { priority: bool },
+    /// UDP to the DHCPv6 server port over IPv6; `priority` for a renewal-type message.
+    DhcpV6 { priority: bool },
     /// Well formed, not for us.
     Pass,
     /// Truncated or inconsistent headers.
@@ -94,11 +125,15 @@ fn dhcp_xdp(ctx: XdpContext) -> u32 {
     let verdict = classify(&frame);
     let pass = xdp_action::XDP_PASS;
     match verdict {
-        Verdict::DhcpV4 | Verdict::DhcpV6 => {
+        Verdict::DhcpV4 { priority } | Verdict::DhcpV6 { priority } => {
+            if !priority && shed(queue) {
+                count(queue, |c| c.shed = c.shed.wrapping_add(1));
+                return xdp_action::XDP_DROP;
+            }
             // The lower bits of the flags are the action when the slot is empty.
             if let Ok(action) = XSKS.redirect(queue, u64::from(pass)) {
                 count(queue, |c| {
-                    if matches!(verdict, Verdict::DhcpV4) {
+                    if matches!(verdict, Verdict::DhcpV4 { .. }) {
                         c.redirected_v4 = c.redirected_v4.wrapping_add(1);
                     } else {
                         c.redirected_v6 = c.redirected_v6.wrapping_add(1);
@@ -119,6 +154,18 @@ fn dhcp_xdp(ctx: XdpContext) -> u32 {
             pass
         }
     }
+}
+
+/// Whether to drop a new-client frame on `queue`: with probability `level / SHED_STEPS`.
+#[inline(always)]
+fn shed(queue: u32) -> bool {
+    let level = match SHED.get(queue) {
+        Some(&l) if l > 0 => l.min(MAX_SHED_LEVEL),
+        _ => return false,
+    };
+    // Safety: a helper without arguments or memory access.
+    let draw = unsafe { bpf_get_prandom_u32() } % SHED_STEPS;
+    draw < level
 }
 
 /// Applies `f` to this CPU's counters of `queue` (queues beyond the map are not counted).
@@ -220,7 +267,12 @@ fn classify_v4(frame: &Frame, l3: usize) -> Verdict {
     if udp_len < UDP_HLEN || udp_len > total_len - hlen || !ipv4_checksum_ok(frame, l3, ip, ihl) {
         return Verdict::Malformed;
     }
-    Verdict::DhcpV4
+    // A frame too short for `ciaddr` is not a renewal (the server drops it anyway).
+    let priority = udp_len >= UDP_HLEN + DHCPV4_CIADDR + 4
+        && frame
+            .bytes::<4>(l4 + UDP_HLEN + DHCPV4_CIADDR)
+            .is_some_and(|c| u32::from_ne_bytes(*c) != 0);
+    Verdict::DhcpV4 { priority }
 }
 
 /// RFC 1071: the one's complement sum of the header's 16-bit words, checksum included,
@@ -321,7 +373,42 @@ fn classify_v6(frame: &Frame, l3: usize) -> Verdict {
     if udp_len < UDP_HLEN || cur + udp_len > limit {
         return Verdict::Malformed;
     }
-    Verdict::DhcpV6
+    Verdict::DhcpV6 {
+        priority: priority_v6(frame, cur + UDP_HLEN, cur + udp_len),
+    }
+}
+
+/// Whether the DHCPv6 message at `msg` (ending at `end`) is kept under shedding.
+#[inline(always)]
+fn priority_v6(frame: &Frame, msg: usize, end: usize) -> bool {
+    // Type and transaction id, the smallest DHCPv6 message (RFC 8415 §8); a one-byte read
+    // would be compiled into a `>=` comparison with `data_end` that the verifier rejects.
+    let Some(&[kind, ..]) = frame.bytes::<4>(msg) else {
+        return false;
+    };
+    if kind != DHCPV6_RELAY_FORW {
+        return renewal_v6(kind);
+    }
+    // The first option's code and length, then the first byte of its data.
+    let at = msg + DHCPV6_RELAY_HLEN;
+    if at + 5 > end {
+        return true;
+    }
+    match frame.bytes::<5>(at) {
+        Some(o) if u16::from_be_bytes([o[0], o[1]]) == DHCPV6_OPTION_RELAY_MSG => {
+            u16::from_be_bytes([o[2], o[3]]) == 0 || o[4] == DHCPV6_RELAY_FORW || renewal_v6(o[4])
+        }
+        _ => true,
+    }
+}
+
+/// CONFIRM, RENEW, REBIND, RELEASE or DECLINE.
+#[inline(always)]
+const fn renewal_v6(kind: u8) -> bool {
+    matches!(
+        kind,
+        DHCPV6_CONFIRM | DHCPV6_RENEW | DHCPV6_REBIND | DHCPV6_RELEASE | DHCPV6_DECLINE
+    )
 }
 
 /// The kernel refuses GPL-only helpers to non-GPL programs; "Dual MIT/GPL" keeps the MIT

@@ -279,17 +279,21 @@ fn run(path: &Path) -> ExitCode {
         break;
     }
     let stats = std::sync::Arc::clone(&server.stats);
-    for (iface, queue, c) in server.xdp_counters().into_iter().filter(|(_, _, c)| {
-        c.redirected_v4 + c.redirected_v6 + c.passed + c.malformed + c.no_socket > 0
-    }) {
+    for s in server
+        .xdp_counters()
+        .into_iter()
+        .filter(|s| s.counters.total() > 0)
+    {
+        let c = &s.counters;
         tracing::info!(
-            %iface,
-            queue,
+            iface = %s.iface,
+            queue = s.queue,
             redirected_v4 = c.redirected_v4,
             redirected_v6 = c.redirected_v6,
             passed = c.passed,
             malformed = c.malformed,
             no_socket = c.no_socket,
+            shed = c.shed,
             "XDP counters"
         );
     }

@@ -17,6 +17,20 @@ pub const XSK_MAP: &str = "XSKS";
 /// Name of the `BPF_MAP_TYPE_PERCPU_ARRAY` of [`XdpCounters`], indexed by receive queue.
 pub const COUNTERS_MAP: &str = "COUNTERS";
 
+/// Name of the `BPF_MAP_TYPE_ARRAY` of `u32` shed levels, indexed by receive queue, that the
+/// queue loops write (see [`MAX_SHED_LEVEL`]).
+pub const SHED_MAP: &str = "SHED";
+
+/// Highest shed level. At level `k` (`0..=MAX_SHED_LEVEL`) the program drops `k` in
+/// [`SHED_STEPS`] of the new-client DHCP frames of the queue (DHCPDISCOVER, SOLICIT, ...:
+/// everything not classified as a renewal), chosen by `bpf_get_prandom_u32`; level 0 drops
+/// nothing. The top level still lets one frame in 16 through, so new clients keep getting
+/// served during a storm. Higher values in the map count as this level.
+pub const MAX_SHED_LEVEL: u32 = 15;
+
+/// The denominator of a shed level: level `k` drops `k / SHED_STEPS` of the new-client frames.
+pub const SHED_STEPS: u32 = 16;
+
 /// Number of receive queues the maps have a slot for (queues `0..MAX_QUEUES`). Frames that
 /// arrive on a higher queue are never redirected (the `XskMap` has no slot for them: the
 /// redirect falls back to `XDP_PASS`) and are not counted.
@@ -49,13 +63,21 @@ pub struct XdpCounters {
     /// DHCP frames passed to the kernel because no AF_XDP socket is registered for the
     /// queue they arrived on (`bpf_redirect_map` fell back to `XDP_PASS`).
     pub no_socket: u64,
+    /// New-client DHCP frames dropped (`XDP_DROP`) by the queue's shed level (see
+    /// [`MAX_SHED_LEVEL`]); renewals are never shed.
+    pub shed: u64,
 }
 
 impl XdpCounters {
     /// All frames counted: the sum of every field.
     #[must_use]
     pub const fn total(&self) -> u64 {
-        self.redirected_v4 + self.redirected_v6 + self.passed + self.malformed + self.no_socket
+        self.redirected_v4
+            + self.redirected_v6
+            + self.passed
+            + self.malformed
+            + self.no_socket
+            + self.shed
     }
 
     /// Adds `other` field by field (wrapping, as the kernel-side counters do).
@@ -65,6 +87,7 @@ impl XdpCounters {
         self.passed = self.passed.wrapping_add(other.passed);
         self.malformed = self.malformed.wrapping_add(other.malformed);
         self.no_socket = self.no_socket.wrapping_add(other.no_socket);
+        self.shed = self.shed.wrapping_add(other.shed);
     }
 }
 
@@ -73,14 +96,15 @@ mod tests {
     use super::XdpCounters;
 
     #[test]
-    fn layout_is_five_u64_in_declaration_order() {
+    fn layout_is_six_u64_in_declaration_order() {
         // The eBPF side writes these offsets; a reordering would silently swap counters.
-        assert_eq!(size_of::<XdpCounters>(), 40);
+        assert_eq!(size_of::<XdpCounters>(), 48);
         assert_eq!(core::mem::offset_of!(XdpCounters, redirected_v4), 0);
         assert_eq!(core::mem::offset_of!(XdpCounters, redirected_v6), 8);
         assert_eq!(core::mem::offset_of!(XdpCounters, passed), 16);
         assert_eq!(core::mem::offset_of!(XdpCounters, malformed), 24);
         assert_eq!(core::mem::offset_of!(XdpCounters, no_socket), 32);
+        assert_eq!(core::mem::offset_of!(XdpCounters, shed), 40);
     }
 
     #[test]
@@ -96,6 +120,7 @@ mod tests {
             no_socket: 5,
             passed: 1,
             redirected_v4: 0,
+            shed: 6,
         });
         assert_eq!(
             a,
@@ -104,9 +129,10 @@ mod tests {
                 redirected_v6: 3,
                 passed: 3,
                 malformed: 4,
-                no_socket: 5
+                no_socket: 5,
+                shed: 6,
             }
         );
-        assert_eq!(a.total(), 16);
+        assert_eq!(a.total(), 22);
     }
 }

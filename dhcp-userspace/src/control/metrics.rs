@@ -634,21 +634,36 @@ pub fn render(handle: &Handle) -> String {
         "counter",
         "Frames seen by the XDP program, by interface, queue and verdict.",
     );
-    for (iface, q, c) in &xdp {
-        let q = q.to_string();
+    for s in &xdp {
+        let q = s.queue.to_string();
+        let c = &s.counters;
         for (result, n) in [
             ("redirected_v4", c.redirected_v4),
             ("redirected_v6", c.redirected_v6),
             ("passed", c.passed),
             ("malformed", c.malformed),
             ("no_socket", c.no_socket),
+            ("shed", c.shed),
         ] {
             t.sample(
                 "twinlease_xdp_frames_total",
-                &[("iface", iface), ("queue", &q), ("result", result)],
+                &[("iface", &s.iface), ("queue", &q), ("result", result)],
                 n,
             );
         }
+    }
+    t.head(
+        "twinlease_xdp_shed_level",
+        "gauge",
+        "Shed level of the XDP queue: the program drops level/16 of new-client DHCP frames.",
+    );
+    for s in &xdp {
+        let q = s.queue.to_string();
+        t.sample(
+            "twinlease_xdp_shed_level",
+            &[("iface", &s.iface), ("queue", &q)],
+            s.shed_level,
+        );
     }
 
     let pools = handle.pool_stats();

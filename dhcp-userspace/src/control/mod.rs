@@ -306,8 +306,22 @@ impl PoolStat {
     }
 }
 
-/// Reads the XDP programs' per-queue counters: `(interface, queue, counters)`.
-pub type XdpCounterSource = Arc<dyn Fn() -> Vec<(String, u32, XdpCounters)> + Send + Sync>;
+/// What the XDP path reports of one receive queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XdpQueueStats {
+    /// The interface.
+    pub iface: String,
+    /// The receive queue.
+    pub queue: u32,
+    /// The XDP program's counters of the queue, summed over CPUs.
+    pub counters: XdpCounters,
+    /// The queue's current shed level (0: nothing shed; see
+    /// [`crate::io::xdp::program::MAX_SHED_LEVEL`]).
+    pub shed_level: u32,
+}
+
+/// Reads the XDP path's per-queue counters and shed levels.
+pub type XdpCounterSource = Arc<dyn Fn() -> Vec<XdpQueueStats> + Send + Sync>;
 
 /// The control side of a running server: talks to its workers over their control rings.
 /// Cheap to clone; used by the HTTP thread and by in-process callers (tests).
@@ -464,7 +478,7 @@ impl Handle {
 
     /// Per-queue counters of the XDP programs (empty on the socket path).
     #[must_use]
-    pub fn xdp_counters(&self) -> Vec<(String, u32, XdpCounters)> {
+    pub fn xdp_counters(&self) -> Vec<XdpQueueStats> {
         (self.xdp)()
     }
 

@@ -24,6 +24,7 @@ mod partner;
 pub mod reload;
 mod partner6;
 mod partner_side;
+mod shed;
 pub mod socket;
 pub mod xdp;
 
@@ -313,6 +314,12 @@ struct WorkerLink {
 }
 
 impl WorkerLink {
+    /// How full the bulk ring is, in percent of its capacity.
+    fn bulk_fill_percent(&self) -> u32 {
+        let cap = self.to.capacity().unwrap_or(0).max(1);
+        u32::try_from(self.to.len().min(cap) * 100 / cap).unwrap_or(100)
+    }
+
     /// Hand a request read at `at` ([`admission::coarse_ms`]) to the worker: pick its ring
     /// (priority or bulk), copy it into a recycled job and try to enqueue it. A full ring is
     /// counted and the request dropped, before any copy; the receive loop never blocks.
@@ -701,9 +708,9 @@ impl Server {
             .map(crate::control::api::ControlServer::local_addr)
     }
 
-    /// Per-queue counters of the XDP programs (empty on the socket path).
+    /// Per-queue counters and shed levels of the XDP path (empty on the socket path).
     #[must_use]
-    pub fn xdp_counters(&self) -> Vec<(String, u32, crate::io::xdp::program::XdpCounters)> {
+    pub fn xdp_counters(&self) -> Vec<crate::control::XdpQueueStats> {
         self.xdp
             .lock()
             .ok()

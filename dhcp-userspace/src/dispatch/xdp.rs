@@ -2,6 +2,10 @@
 //! `AF_XDP` socket per receive queue; one loop per queue receives a batch, finds each client's
 //! worker, and transmits the reply frames the workers hand back.
 //!
+//! Under overload each queue loop sets its queue's shed level in the XDP program
+//! ([`super::shed`]): the program then drops part of the new-client frames (DISCOVER,
+//! SOLICIT, ...) before the RX ring, never renewals, so the ring does not overflow.
+//!
 //! Workers never touch a socket: they build complete Ethernet frames (VLAN tags mirrored,
 //! IPv4/UDP checksums) and push them, after their group commit, onto the queue's TX ring of
 //! frames; an eventfd wakes the queue loop once per batch.
@@ -10,21 +14,23 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::admission::Admission;
+use super::admission::{Admission, coarse_ms};
+use super::shed::ShedControl;
 use super::{
     DispatchError, JobMeta, L2Meta, ReplyTo, ReplyTo6, Stats, WorkerLink, bump, key_hash_v6,
 };
 use crate::config::{Config, XdpAttachMode};
+use crate::control::XdpQueueStats;
 use crate::engine::v4::Destination;
 use crate::io::socket::{Interface, RxMeta};
 use crate::io::socket6::RxMeta6;
 use crate::io::xdp::frame::{self, EthHeader, IpPair};
-use crate::io::xdp::program::{AttachMode, ProgramError, XdpCounters, XdpProgram};
+use crate::io::xdp::program::{AttachMode, MAX_SHED_LEVEL, ProgramError, ShedHandle, XdpProgram};
 use crate::io::xdp::umem::{Umem, UmemConfig, UmemError};
 use crate::io::xdp::xsk::{BindPreference, RxDesc, TxDesc, XskConfig, XskError, XskSocket};
 use crate::lease::shard_of;
@@ -98,6 +104,8 @@ struct Port {
     addr6_global: Option<Ipv6Addr>,
     tx: ArrayQueue<Box<TxFrame>>,
     wake: OwnedFd,
+    /// The queue's shed level as last written to the XDP program (for the metrics).
+    shed_level: AtomicU32,
 }
 
 impl Port {
@@ -119,6 +127,8 @@ impl Port {
 /// The running `AF_XDP` path: programs, queue loops.
 pub(super) struct XdpPath {
     programs: Vec<(String, XdpProgram)>,
+    /// The queues, for their shed levels (set once the loops start).
+    ports: Arc<Vec<Port>>,
     /// Keeps `ff02::1:2` joined on the interfaces (RFC 8415 §7.1), so that NICs that filter
     /// multicast in hardware accept DHCPv6 frames; it is never read: XDP takes them first.
     _v6_group: Option<socket2::Socket>,
@@ -127,13 +137,24 @@ pub(super) struct XdpPath {
 }
 
 impl XdpPath {
-    /// Per-queue counters of every interface's program.
-    pub(super) fn counters(&self) -> Vec<(String, u32, XdpCounters)> {
+    /// Per-queue counters of every interface's program, with the queues' shed levels.
+    pub(super) fn counters(&self) -> Vec<XdpQueueStats> {
         let mut out = Vec::new();
         for (name, p) in &self.programs {
             if let Ok(c) = p.counters() {
-                for (q, c) in c.into_iter().enumerate() {
-                    out.push((name.clone(), q as u32, c));
+                for (q, counters) in c.into_iter().enumerate() {
+                    let queue = q as u32;
+                    let shed_level = self
+                        .ports
+                        .iter()
+                        .find(|p| p.iface == *name && p.queue == queue)
+                        .map_or(0, |p| p.shed_level.load(Ordering::Relaxed));
+                    out.push(XdpQueueStats {
+                        iface: name.clone(),
+                        queue,
+                        counters,
+                        shed_level,
+                    });
                 }
             }
         }
@@ -224,12 +245,14 @@ pub(super) fn start(
     };
     let mut path = XdpPath {
         programs: Vec::new(),
+        ports: Arc::new(Vec::new()),
         _v6_group: v6_group,
         loops: Vec::new(),
         stop: Arc::clone(&loop_stop),
     };
     let mut ports = Vec::new();
     let mut sockets = Vec::new();
+    let mut sheds = Vec::new();
     for iface in ifaces.iter() {
         let name = iface.name.clone();
         let perr = |source| {
@@ -276,6 +299,7 @@ pub(super) fn start(
                 })
             })?;
             prog.register_socket(q, xsk.fd()).map_err(perr)?;
+            sheds.push(prog.shed_handle(q).map_err(perr)?);
             tracing::info!(iface = %name, queue = q, mode = ?xsk.mode(), "AF_XDP socket bound");
             ports.push(Port {
                 iface: name.clone(),
@@ -287,6 +311,7 @@ pub(super) fn start(
                 addr6_global: iface.addr6_global,
                 tx: ArrayQueue::new(x.ring_size as usize),
                 wake: eventfd()?,
+                shed_level: AtomicU32::new(0),
             });
             sockets.push(xsk);
         }
@@ -294,12 +319,15 @@ pub(super) fn start(
         path.programs.push((name, prog));
     }
     let ports = Arc::new(ports);
+    path.ports = Arc::clone(&ports);
     let pool = Arc::new(ArrayQueue::new((x.ring_size as usize) * ports.len().max(1)));
     let batch = config.server.batch_size;
-    for (idx, xsk) in sockets.into_iter().enumerate() {
+    for (idx, (xsk, shed)) in sockets.into_iter().zip(sheds).enumerate() {
         let ql = QueueLoop {
             idx,
             xsk,
+            shed,
+            shed_ctl: ShedControl::new(coarse_ms(), MAX_SHED_LEVEL),
             ports: Arc::clone(&ports),
             links: links.to_vec(),
             stats: Arc::clone(stats),
@@ -340,6 +368,10 @@ pub(super) fn start(
 struct QueueLoop {
     idx: usize,
     xsk: XskSocket,
+    /// Writes this queue's shed level into the XDP program.
+    shed: ShedHandle,
+    /// Decides that level from what the loop sees.
+    shed_ctl: ShedControl,
     ports: Arc<Vec<Port>>,
     links: Vec<WorkerLink>,
     stats: Arc<Stats>,
@@ -355,13 +387,15 @@ impl QueueLoop {
         let mut rx = vec![RxDesc::default(); self.batch];
         let mut txd: Vec<TxDesc> = Vec::with_capacity(self.batch);
         let mut local: Vec<(&'static str, u64)> = Vec::new();
-        let port = &self.ports[self.idx];
+        let ports = Arc::clone(&self.ports);
+        let port = &ports[self.idx];
         while !stop.load(Ordering::Acquire) && !server_stop.load(Ordering::Acquire) {
             self.xsk.fill();
             let n = self.xsk.recv_batch(&mut rx);
             if n > 0 {
                 self.adm.begin(&self.stats);
             }
+            let mut refused = 0u32;
             for d in &rx[..n] {
                 let bytes = self.xsk.packet(*d);
                 match frame::parse(bytes) {
@@ -379,13 +413,14 @@ impl QueueLoop {
                                         port: self.idx,
                                         eth: info.eth,
                                     };
-                                    self.links[k.shard(self.links.len())].offer(
+                                    let taken = self.links[k.shard(self.links.len())].offer(
                                         payload,
                                         JobMeta::V4(meta),
                                         Some(l2),
                                         &self.stats,
                                         self.adm.now(),
                                     );
+                                    refused += u32::from(!taken);
                                 }
                                 Ok(_) => {}
                                 Err(e) => bump(&mut local, e.reason()),
@@ -410,13 +445,14 @@ impl QueueLoop {
                                         port: self.idx,
                                         eth: info.eth,
                                     };
-                                    self.links[shard_of(h, self.links.len())].offer(
+                                    let taken = self.links[shard_of(h, self.links.len())].offer(
                                         payload,
                                         JobMeta::V6(meta),
                                         Some(l2),
                                         &self.stats,
                                         self.adm.now(),
                                     );
+                                    refused += u32::from(!taken);
                                 }
                                 Ok(_) => {}
                                 Err(e) => bump(&mut local, e.reason()),
@@ -431,6 +467,11 @@ impl QueueLoop {
             self.stats
                 .received_xdp
                 .fetch_add(n as u64, Ordering::Relaxed);
+            self.shed_ctl.poll(n, self.batch, refused);
+            let now = coarse_ms();
+            if self.shed_ctl.due(now) {
+                self.shed_tick(now, port);
+            }
 
             // Reply frames from the workers → TX ring.
             while txd.len() < self.batch {
@@ -474,6 +515,28 @@ impl QueueLoop {
                 } else {
                     self.sleep(port);
                 }
+            }
+        }
+    }
+
+    /// End a shed interval: write the queue's new level, if it changed, into the program.
+    fn shed_tick(&mut self, now: u32, port: &Port) {
+        let fill = self
+            .links
+            .iter()
+            .map(WorkerLink::bulk_fill_percent)
+            .max()
+            .unwrap_or(0);
+        let Some(level) = self.shed_ctl.tick(now, fill) else {
+            return;
+        };
+        match self.shed.set(level) {
+            Ok(()) => {
+                port.shed_level.store(level, Ordering::Relaxed);
+                tracing::debug!(iface = %port.iface, queue = port.queue, level, "XDP shed level");
+            }
+            Err(e) => {
+                tracing::warn!(iface = %port.iface, queue = port.queue, error = %e, "XDP shed level");
             }
         }
     }

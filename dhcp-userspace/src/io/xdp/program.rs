@@ -14,14 +14,20 @@
 //! [`XdpProgram`] is dropped. Attachments are made through BPF links where the kernel has
 //! them, so they also go away when the process dies.
 
-use std::{os::fd::RawFd, time::Duration};
+use std::{
+    os::fd::{AsFd, OwnedFd, RawFd},
+    time::Duration,
+};
 
 use aya::{
     Ebpf,
-    maps::{MapData, MapError, PerCpuArray, XskMap},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, XskMap},
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-pub use dhcp_ebpf_common::{COUNTERS_MAP, MAX_QUEUES, PROGRAM_NAME, XSK_MAP, XdpCounters};
+pub use dhcp_ebpf_common::{
+    COUNTERS_MAP, MAX_QUEUES, MAX_SHED_LEVEL, PROGRAM_NAME, SHED_MAP, SHED_STEPS, XSK_MAP,
+    XdpCounters,
+};
 
 /// Where the embedded object comes from: built from `dhcp-ebpf/` or the committed prebuilt
 /// object (set by `build.rs`).
@@ -116,6 +122,18 @@ pub enum ProgramError {
         #[source]
         source: MapError,
     },
+    /// Writing a queue's shed level failed.
+    #[error("setting the shed level of queue {queue} (queues 0..{MAX_QUEUES})")]
+    Shed {
+        /// The receive queue.
+        queue: u32,
+        /// The map update's error.
+        #[source]
+        source: MapError,
+    },
+    /// The shed map's descriptor could not be duplicated for a [`ShedHandle`].
+    #[error("duplicating the descriptor of map {SHED_MAP:?}")]
+    ShedHandle(#[source] std::io::Error),
     /// Reading the counters failed.
     #[error("reading the XDP counters of queue {queue}")]
     Counters {
@@ -169,7 +187,37 @@ pub struct XdpProgram {
     ebpf: Ebpf,
     sockets: XskMap<MapData>,
     counters: PerCpuArray<MapData, PodCounters>,
+    shed: Array<MapData, u32>,
+    /// A descriptor of the `SHED` map, duplicated for each [`ShedHandle`].
+    shed_fd: OwnedFd,
     attachments: Vec<Attachment>,
+}
+
+/// A writer of one queue's shed level, usable from another thread than the
+/// [`XdpProgram`]'s (it holds its own descriptor of the `SHED` map, which stays valid as long
+/// as either is open).
+pub struct ShedHandle {
+    map: Array<MapData, u32>,
+    queue: u32,
+}
+
+impl std::fmt::Debug for ShedHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShedHandle")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShedHandle {
+    /// Sets the queue's shed level (clamped to [`MAX_SHED_LEVEL`]): the program drops
+    /// `level / SHED_STEPS` of the queue's new-client DHCP frames. One `bpf(2)` call.
+    pub fn set(&mut self, level: u32) -> Result<(), ProgramError> {
+        let queue = self.queue;
+        self.map
+            .set(queue, level.min(MAX_SHED_LEVEL), 0)
+            .map_err(|source| ProgramError::Shed { queue, source })
+    }
 }
 
 impl std::fmt::Debug for XdpProgram {
@@ -196,11 +244,23 @@ impl XdpProgram {
             name: COUNTERS_MAP,
             source,
         })?;
+        let shed = take_map(&mut ebpf, SHED_MAP)?;
+        let shed_fd = match &shed {
+            Map::Array(data) => data.fd().as_fd().try_clone_to_owned(),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)),
+        }
+        .map_err(ProgramError::ShedHandle)?;
+        let shed = Array::try_from(shed).map_err(|source| ProgramError::MapType {
+            name: SHED_MAP,
+            source,
+        })?;
         tracing::debug!(source = OBJECT_SOURCE, "XDP program loaded");
         Ok(Self {
             ebpf,
             sockets,
             counters,
+            shed,
+            shed_fd,
             attachments: Vec::new(),
         })
     }
@@ -293,6 +353,27 @@ impl XdpProgram {
             .map_err(|source| ProgramError::Socket { queue, source })
     }
 
+    /// Sets the shed level of `queue` (clamped to [`MAX_SHED_LEVEL`]; 0 sheds nothing).
+    pub fn set_shed_level(&mut self, queue: u32, level: u32) -> Result<(), ProgramError> {
+        self.shed
+            .set(queue, level.min(MAX_SHED_LEVEL), 0)
+            .map_err(|source| ProgramError::Shed { queue, source })
+    }
+
+    /// A writer of the shed level of `queue` for a queue loop (its own map descriptor).
+    pub fn shed_handle(&self, queue: u32) -> Result<ShedHandle, ProgramError> {
+        let fd = self.shed_fd.try_clone().map_err(ProgramError::ShedHandle)?;
+        let data = MapData::from_fd(fd).map_err(|source| ProgramError::MapType {
+            name: SHED_MAP,
+            source,
+        })?;
+        let map = Array::try_from(Map::Array(data)).map_err(|source| ProgramError::MapType {
+            name: SHED_MAP,
+            source,
+        })?;
+        Ok(ShedHandle { map, queue })
+    }
+
     /// The counters of every queue `0..MAX_QUEUES` (index = queue), summed over CPUs.
     pub fn counters(&self) -> Result<Vec<XdpCounters>, ProgramError> {
         (0..MAX_QUEUES)
@@ -355,7 +436,7 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, ProgramError> {
 }
 
 /// Takes map `name` out of `ebpf` (the loader owns it from then on).
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProgramError> {
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, ProgramError> {
     ebpf.take_map(name)
         .ok_or(ProgramError::Missing { kind: "map", name })
 }
@@ -724,6 +805,125 @@ mod tests {
                 ..XdpCounters::default()
             }
         );
+    }
+
+    /// A DHCPv4 frame carrying `payload` (a 240-byte BOOTP header) as its UDP data.
+    fn v4_dhcp(payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, BROADCAST_MAC)
+            .ipv4([0; 4], [255; 4], 64)
+            .udp(68, 67)
+            .write(&mut frame, payload)
+            .expect("build frame");
+        frame
+    }
+
+    /// A DHCPv6 frame carrying `payload` as its UDP data.
+    fn v6_dhcp(payload: &[u8]) -> Vec<u8> {
+        let header = Ipv6Header {
+            hop_limit: 1,
+            source: LINK_LOCAL,
+            destination: ALL_DHCP_SERVERS,
+            ..Ipv6Header::default()
+        };
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, [0x33, 0x33, 0, 1, 0, 2])
+            .ip(IpHeaders::Ipv6(header, Ipv6Extensions::default()))
+            .udp(546, 547)
+            .write(&mut frame, payload)
+            .expect("build frame");
+        frame
+    }
+
+    /// A RELAY-FORW whose first option is `first` (code, data), then a Relay Message of type
+    /// `inner` (when `first` is not itself the Relay Message).
+    fn relay_forw(first: (u16, &[u8]), inner: u8) -> Vec<u8> {
+        let mut m = vec![12, 0];
+        m.extend_from_slice(&[0u8; 32]);
+        m.extend_from_slice(&first.0.to_be_bytes());
+        m.extend_from_slice(&u16::try_from(first.1.len()).expect("short").to_be_bytes());
+        m.extend_from_slice(first.1);
+        if first.0 != 9 {
+            m.extend_from_slice(&9u16.to_be_bytes());
+            m.extend_from_slice(&4u16.to_be_bytes());
+            m.extend_from_slice(&[inner, 1, 2, 3]);
+        }
+        m
+    }
+
+    #[test]
+    fn shedding_drops_only_new_clients_in_the_levels_share() {
+        const RUNS: u64 = 320;
+        let Some(mut program) = load_as_root() else {
+            return;
+        };
+        let mut discover = vec![0u8; 240];
+        discover[0] = 1;
+        let mut renew = discover.clone();
+        renew[12..16].copy_from_slice(&[192, 0, 2, 7]);
+        // (name, frame, kept whatever the level).
+        let frames = [
+            ("DHCPv4 ciaddr 0", v4_dhcp(&discover), false),
+            ("DHCPv4 ciaddr set", v4_dhcp(&renew), true),
+            (
+                "DHCPv4 ciaddr set, 802.1Q",
+                tagged(&v4_dhcp(&renew), &[0x8100]),
+                true,
+            ),
+            ("SOLICIT", v6_dhcp(&[1, 0, 0, 1]), false),
+            ("REQUEST", v6_dhcp(&[3, 0, 0, 1]), false),
+            ("CONFIRM", v6_dhcp(&[4, 0, 0, 1]), true),
+            ("RENEW", v6_dhcp(&[5, 0, 0, 1]), true),
+            ("REBIND", v6_dhcp(&[6, 0, 0, 1]), true),
+            ("RELEASE", v6_dhcp(&[8, 0, 0, 1]), true),
+            ("DECLINE", v6_dhcp(&[9, 0, 0, 1]), true),
+            (
+                "RELAY-FORW(SOLICIT)",
+                v6_dhcp(&relay_forw((9, &[1, 0, 0, 1]), 0)),
+                false,
+            ),
+            (
+                "RELAY-FORW(RENEW)",
+                v6_dhcp(&relay_forw((9, &[5, 0, 0, 1]), 0)),
+                true,
+            ),
+            (
+                "RELAY-FORW(interface-id, SOLICIT): inner type not read",
+                v6_dhcp(&relay_forw((18, b"eth0"), 1)),
+                true,
+            ),
+            (
+                "RELAY-FORW(RELAY-FORW(...))",
+                v6_dhcp(&relay_forw((9, &relay_forw((9, &[1, 0, 0, 1]), 0)), 0)),
+                true,
+            ),
+        ];
+        let mut expected_shed = 0;
+        for level in [0, 15, 99] {
+            program.set_shed_level(0, level).expect("set the level");
+            for (name, frame, kept) in &frames {
+                let mut dropped = 0;
+                for _ in 0..RUNS {
+                    match verdict(&program, name, frame) {
+                        action::DROP => dropped += 1,
+                        a => assert_eq!(a, action::PASS, "{name}: no socket, so kept is PASS"),
+                    }
+                }
+                expected_shed += dropped;
+                if *kept || level == 0 {
+                    assert_eq!(dropped, 0, "{name} at level {level}");
+                } else {
+                    // 15/16 of 320 is 300 (standard deviation 4.3); 99 counts as 15.
+                    assert!(
+                        (270..=318).contains(&dropped),
+                        "{name}: {dropped} at {level}"
+                    );
+                }
+            }
+        }
+        let c = queue0(&program);
+        assert_eq!(c.shed, expected_shed);
+        assert_eq!(c.total(), 3 * RUNS * frames.len() as u64);
     }
 
     #[test]
